@@ -1,0 +1,74 @@
+# The verbs a newcomer needs. Every target installs what it uses on first run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+SAM_VENV := .venv-sam
+PY       := $(VENV)/bin/python
+SAM      := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+# The template linters and `sam validate` need a region, never credentials.
+export AWS_DEFAULT_REGION ?= us-east-1
+# CI sets CI=true: hypothesis then runs its derandomised "ci" profile (tests/conftest.py).
+
+.PHONY: help setup run test lint fmt typecheck events lock bench clean sam-build deploy
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	@PY313=$$(scripts/find-python313) && "$$PY313" -m venv --clear $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	@# functions/ is on the path as Lambda puts it there; the repo root holds tools/ and bench/.
+	@printf '%s\n%s\n' "$(CURDIR)/functions" "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/ebbot-pipeline.pth"
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.in
+	@PY313=$$(scripts/find-python313) && "$$PY313" -m venv --clear $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.in
+	@touch $@
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed ## create both venvs (project, SAM CLI)
+
+run: $(VENV)/.installed ## the main job: parse every sample and show what goes on the bus
+	$(PY) -m tools.preview
+
+test: $(VENV)/.installed $(SAM_VENV)/.installed ## lint, type-check and run every test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m tools.events --check
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --template-file template.yaml
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(VENV)/.installed ## format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.installed ## mypy (strict, pydantic plugin)
+	$(VENV)/bin/mypy
+
+events: $(VENV)/.installed ## regenerate events/apigw from events/webhooks
+	$(PY) -m tools.events
+
+lock: ## re-pin requirements/dev.txt from pyproject.toml (needs the registry)
+	@PY313=$$(scripts/find-python313) && rm -rf .venv-lock && "$$PY313" -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet '.[dev]'
+	(echo "# Pinned dev + runtime environment for python3.13 (make lock regenerates it from pyproject.toml)."; \
+	 .venv-lock/bin/pip freeze --exclude ebbot-webhook-pipeline) > requirements/dev.txt
+	rm -rf .venv-lock
+
+sam-build: $(SAM_VENV)/.installed ## sam build (python3.13, arm64) without a container
+	PATH="$$(dirname $$(scripts/find-python313)):$$PATH" $(SAM) build
+
+deploy: sam-build ## sam deploy to your AWS account (STAGE=dev|prod, see samconfig.toml)
+	$(SAM) deploy --config-env $${STAGE:-default}
+
+clean: ## remove venvs, build output and local state
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,72 @@
+"""Ingest Lambda: the HTTP API's POST /webhook and POST /webhook/{token} routes.
+
+Thin on purpose: wire Powertools, turn the API Gateway event into an HttpRequest, call the service
+and map its response. The token and the raw path never reach a log line or a trace.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from ingest.auth import TokenVerifier
+from ingest.service import HttpRequest, HttpResponse, IngestService
+from shared.observability import logger, metrics, tracer
+from shared.settings import IngestSettings
+
+# Fail fast and let the service spill: a webhook sender will not wait long, and Lambda bills the wait.
+_AWS_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+
+
+@cache
+def service() -> IngestService:
+    """Built once per execution environment, on the first request (not at import)."""
+    settings = IngestSettings.from_env()
+    secrets = boto3.client("secretsmanager", config=_AWS_CONFIG)
+
+    def load_secret() -> str:
+        value: str = secrets.get_secret_value(SecretId=settings.token_secret_id)["SecretString"]
+        return value
+
+    return IngestService(
+        settings,
+        verifier=TokenVerifier(load_secret),
+        events=boto3.client("events", config=_AWS_CONFIG),
+        s3=boto3.client("s3", config=_AWS_CONFIG),
+    )
+
+
+def to_request(event: dict[str, Any]) -> HttpRequest:
+    """The parts of an HTTP API (payload 2.0) event the service reads; header names lower-cased."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    path_parameters = event.get("pathParameters") or {}
+    context = event.get("requestContext") or {}
+    return HttpRequest(
+        body=event.get("body"),
+        is_base64=bool(event.get("isBase64Encoded")),
+        headers=headers,
+        path_token=path_parameters.get("token"),
+        request_id=context.get("requestId"),
+    )
+
+
+def to_api_gateway(response: HttpResponse) -> dict[str, Any]:
+    return {
+        "statusCode": response.status,
+        "headers": dict(response.headers),
+        "body": json.dumps(response.body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return to_api_gateway(service().handle(to_request(event)))

@@ -1,0 +1,176 @@
+"""From an HTTP request body to a JSON object, refusing precisely what AWS would refuse later.
+
+Each refusal is an HttpError with a stable code. Messages name field paths and positions, never the
+values: the body is personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import FieldProblem, format_path
+
+# Ebbot's payloads are at most a handful of levels deep; anything past this is hostile.
+MAX_DEPTH = 64
+# EventBridge rejects integers beyond int64; DynamoDB numbers are bounded at 1e126 and 1e-130.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FLOAT_MAX, FLOAT_MIN_NONZERO = 9.9999999999999999e125, 1e-130
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class HttpError(Exception):
+    status: int
+    code: str
+    message: str
+    problems: list[FieldProblem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+class _OutOfRange:
+    """Stands in for a number that EventBridge or DynamoDB would refuse, until the walk names its path."""
+
+    __slots__ = ()
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def decode_body(body: str | None, *, is_base64: bool, content_encoding: str | None, max_bytes: int) -> bytes:
+    """The body's bytes after transfer encodings (base64 from API Gateway, gzip from the sender)."""
+    if not body:
+        raise HttpError(400, "empty_body", "the request has no body")
+    if is_base64:
+        if len(body) > (max_bytes + 2) // 3 * 4 + 4:
+            raise _too_large(max_bytes)
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(
+                400, "invalid_base64", "the body is marked base64 but is not valid base64"
+            ) from None
+    else:
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+        try:
+            raw = body.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise HttpError(
+                400, "invalid_utf8", f"the body is not valid UTF-8 (at character {exc.start})"
+            ) from None
+    if len(raw) > max_bytes:
+        raise _too_large(max_bytes)
+    return _decompress(raw, content_encoding, max_bytes)
+
+
+def _too_large(max_bytes: int) -> HttpError:
+    return HttpError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+
+
+def _decompress(raw: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    encodings = [e.strip().lower() for e in (content_encoding or "").split(",") if e.strip()]
+    encodings = [e for e in encodings if e != "identity"]
+    if not encodings:
+        return raw
+    if encodings not in (["gzip"], ["x-gzip"]):
+        raise HttpError(
+            415, "unsupported_content_encoding", "only gzip content encoding is supported (or none)"
+        )
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, max_bytes + 1)
+    except zlib.error:
+        raise HttpError(400, "invalid_gzip", "the body is marked gzip but is not valid gzip") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise HttpError(413, "body_too_large", f"the decompressed body is larger than {max_bytes} bytes")
+    if not inflater.eof:
+        raise HttpError(400, "invalid_gzip", "the gzip body is truncated")
+    return out
+
+
+def _parse_int(text: str) -> int | _OutOfRange:
+    # Checked before int(): Python refuses more than 4300 digits with a ValueError of its own.
+    if len(text) > 20:
+        return _OUT_OF_RANGE
+    value = int(text)
+    return value if INT64_MIN <= value <= INT64_MAX else _OUT_OF_RANGE
+
+
+def _parse_float(text: str) -> float | _OutOfRange:
+    if len(text) > 400:
+        return _OUT_OF_RANGE
+    value = float(text)
+    if not math.isfinite(value) or abs(value) > FLOAT_MAX or (value != 0 and abs(value) < FLOAT_MIN_NONZERO):
+        return _OUT_OF_RANGE
+    return value
+
+
+def _parse_constant(_: str) -> _OutOfRange:
+    return _OUT_OF_RANGE  # NaN, Infinity, -Infinity: not JSON, and refused by EventBridge
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON document in `raw` (UTF-8, optional BOM), within EventBridge's and DynamoDB's limits."""
+    try:
+        text = raw.decode("utf-8-sig") if raw.startswith(UTF8_BOM) else raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, "invalid_utf8", f"the body is not valid UTF-8 (at byte {exc.start})") from None
+    try:
+        document = json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise HttpError(
+            400, "invalid_json", f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise _too_deep("(body)") from None
+    _check_tree(document)
+    return document
+
+
+def _too_deep(path: str) -> HttpError:
+    return HttpError(
+        400,
+        "too_deep",
+        f"{path}: the body nests deeper than {MAX_DEPTH} levels",
+        [FieldProblem("too_deep", path, f"nests deeper than {MAX_DEPTH} levels")],
+    )
+
+
+def _check_tree(document: Any) -> None:
+    """One iterative pass: nesting depth and out-of-range numbers, each reported with its path."""
+    if isinstance(document, _OutOfRange):
+        raise _out_of_range(())
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(document, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) >= MAX_DEPTH:
+            raise _too_deep(format_path(path))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            kind = type(value)
+            if kind is dict or kind is list:
+                if value:
+                    stack.append((value, (*path, key)))
+            elif kind is _OutOfRange:
+                raise _out_of_range((*path, key))
+
+
+def _out_of_range(path: tuple[int | str, ...]) -> HttpError:
+    where = format_path(path)
+    message = "number outside what EventBridge and DynamoDB accept (NaN, Infinity, beyond int64 or 1e126)"
+    return HttpError(
+        400,
+        "number_out_of_range",
+        f"{where}: {message}",
+        [FieldProblem("number_out_of_range", where, message)],
+    )

@@ -1,0 +1,298 @@
+"""The ingest service: authenticate, size, parse, validate, then make the webhook durable.
+
+Order matters: an unauthenticated request is answered before anything is read, parsed or written.
+After that nothing is dropped: an accepted webhook goes on the bus (its body in S3 when large), or
+to S3 spill when the bus is down; an authenticated but invalid one is kept in S3 quarantine. 503 is
+answered only when nothing could be made durable, so a retrying sender can try again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token
+from ingest.request import HttpError, decode_body, parse_json
+from shared.bus import BusPublisher, BusUnavailableError
+from shared.claim_check import CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX, SPILL_PREFIX, check_in, object_key
+from shared.envelope import BusDetail, Metadata, build_metadata
+from shared.errors import FieldProblem, WebhookInvalidError
+from shared.models import Webhook, parse_webhook
+from shared.observability import MetricUnit, logger, metrics
+from shared.settings import IngestSettings
+
+# EventBridge's hard limit per entry (since 2026-01-29); what is above the claim-check threshold
+# but below this may still travel inline if S3 is down.
+EVENTBRIDGE_MAX_ENTRY_BYTES = 1024 * 1024
+# Room for Source, DetailType and the entry's own JSON around Detail.
+ENTRY_OVERHEAD_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What the service needs from the HTTP API event. Header names are lower-case."""
+
+    body: str | None
+    is_base64: bool
+    headers: Mapping[str, str]
+    path_token: str | None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+
+def error_response(
+    status: int, code: str, message: str, problems: list[FieldProblem] | None = None
+) -> HttpResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if problems:
+        error["fields"] = [{"field": p.field, "code": p.code, "message": p.message} for p in problems[:20]]
+    return HttpResponse(status, {"error": error})
+
+
+UNAUTHORIZED = HttpResponse(401, {"error": {"code": "unauthorized", "message": "Unauthorized"}})
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        verifier: TokenVerifier,
+        events: Any,
+        s3: Any,
+        clock_ns: Callable[[], int] = time.time_ns,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        publisher: BusPublisher | None = None,
+    ) -> None:
+        self._settings = settings
+        self._verifier = verifier
+        self._s3 = s3
+        self._publisher = publisher or BusPublisher(events)
+        self._clock_ns = clock_ns
+        self._new_id = new_id
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        # 1. Authenticate: nothing is read, parsed or written for a stranger.
+        try:
+            authorised = self._verifier.verify(
+                request.path_token, bearer_token(request.headers.get("authorization"))
+            )
+        except AuthUnavailableError as exc:
+            logger.error("token secret unavailable", error=str(exc))
+            metrics.add_metric(name="AuthUnavailable", unit=MetricUnit.Count, value=1)
+            return error_response(503, "auth_unavailable", "cannot authenticate right now; retry later")
+        if not authorised:
+            metrics.add_metric(name="WebhooksUnauthorized", unit=MetricUnit.Count, value=1)
+            return UNAUTHORIZED
+
+        received_ns = self._clock_ns()
+        delivery_id = self._new_id()
+        # 2. Size, then 3. parse and validate.
+        try:
+            raw = decode_body(
+                request.body,
+                is_base64=request.is_base64,
+                content_encoding=request.headers.get("content-encoding"),
+                max_bytes=self._settings.max_body_bytes,
+            )
+        except HttpError as exc:
+            return self._reject(exc, request, received_ns, delivery_id)
+        try:
+            document = parse_json(raw)
+            webhook = parse_webhook(document)
+            self._check_bot(webhook)
+        except WebhookInvalidError as exc:
+            return self._reject(
+                HttpError(400, exc.code, exc.message, exc.problems), request, received_ns, delivery_id, raw
+            )
+        except HttpError as exc:
+            return self._reject(exc, request, received_ns, delivery_id, raw)
+
+        metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
+        try:
+            return self._make_durable(document, metadata, raw, received_ns)
+        except HttpError as exc:
+            return self._reject(exc, request, received_ns, delivery_id, raw)
+
+    def _check_bot(self, webhook: Webhook) -> None:
+        allowed = self._settings.allowed_bot_ids
+        if allowed and webhook.botId not in allowed:
+            raise HttpError(403, "bot_not_allowed", "botId: this bot is not accepted by this endpoint")
+
+    # --- the accepted path ---------------------------------------------------------------------
+
+    def _make_durable(
+        self, document: dict[str, Any], metadata: Metadata, raw: bytes, received_ns: int
+    ) -> HttpResponse:
+        detail = _serialise({"metadata": metadata.model_dump(), "webhook": document})
+        claim_checked = False
+        if len(detail) > self._settings.claim_check_threshold_bytes:
+            detail, claim_checked = self._claim_check(metadata, raw, received_ns, detail)
+        entry = {
+            "Source": self._settings.event_source,
+            "DetailType": metadata.topic,
+            "Detail": detail.decode("utf-8"),
+            "EventBusName": self._settings.event_bus_name,
+        }
+        outcome = self._publish(entry, metadata, raw, received_ns)
+        metrics.add_metric(name="WebhookBytes", unit=MetricUnit.Bytes, value=len(raw))
+        if claim_checked:
+            metrics.add_metric(name="WebhooksClaimChecked", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "webhook accepted",
+            topic=metadata.topic,
+            bot_id=metadata.botId,
+            chat_id=metadata.chatId,
+            delivery_id=metadata.deliveryId,
+            body_bytes=len(raw),
+            claim_checked=claim_checked,
+            outcome=outcome,
+        )
+        return HttpResponse(202, {"deliveryId": metadata.deliveryId, "status": outcome})
+
+    def _claim_check(
+        self, metadata: Metadata, raw: bytes, received_ns: int, inline: bytes
+    ) -> tuple[bytes, bool]:
+        key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata.deliveryId)
+        try:
+            ref = check_in(self._s3, self._settings.bucket_name, key, raw)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("claim check failed", delivery_id=metadata.deliveryId, error=type(exc).__name__)
+            metrics.add_metric(name="ClaimCheckFailed", unit=MetricUnit.Count, value=1)
+            if len(inline) + ENTRY_OVERHEAD_BYTES <= EVENTBRIDGE_MAX_ENTRY_BYTES:
+                return inline, False  # still fits on the bus: send it inline rather than fail
+            raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
+        return _serialise(BusDetail(metadata=metadata, webhookRef=ref).model_dump(exclude_none=True)), True
+
+    def _publish(self, entry: dict[str, Any], metadata: Metadata, raw: bytes, received_ns: int) -> str:
+        try:
+            (result,) = self._publisher.put([entry])
+        except BusUnavailableError as exc:
+            logger.warning("event bus unavailable", delivery_id=metadata.deliveryId, error=str(exc))
+            return self._spill(entry, metadata, received_ns)
+        finally:
+            if self._publisher.retries:
+                metrics.add_metric(
+                    name="PutEventsRetries", unit=MetricUnit.Count, value=self._publisher.retries
+                )
+                self._publisher.retries = 0
+        if result.published:
+            return "accepted"
+        if result.transient:
+            logger.warning("event bus kept failing", delivery_id=metadata.deliveryId, error=result.error_code)
+            return self._spill(entry, metadata, received_ns)
+        # The bus refused the entry for good (MalformedDetail, AccessDenied...): retrying cannot help.
+        logger.error("event bus rejected the event", delivery_id=metadata.deliveryId, error=result.error_code)
+        self._quarantine(raw, metadata.deliveryId, received_ns, reason=f"bus_rejected:{result.error_code}")
+        return "quarantined"
+
+    def _spill(self, entry: dict[str, Any], metadata: Metadata, received_ns: int) -> str:
+        key = object_key(SPILL_PREFIX, received_ns, metadata.deliveryId)
+        try:
+            self._s3.put_object(
+                Bucket=self._settings.bucket_name,
+                Key=key,
+                Body=_serialise({"entry": entry, "deliveryId": metadata.deliveryId}),
+                ContentType="application/json",
+                ChecksumAlgorithm="SHA256",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            metrics.add_metric(name="WebhooksLost", unit=MetricUnit.Count, value=1)
+            logger.error(
+                "spill failed: nothing durable", delivery_id=metadata.deliveryId, error=type(exc).__name__
+            )
+            raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
+        metrics.add_metric(name="WebhooksSpilled", unit=MetricUnit.Count, value=1)
+        return "spilled"
+
+    # --- the rejected path ---------------------------------------------------------------------
+
+    def _reject(
+        self,
+        error: HttpError,
+        request: HttpRequest,
+        received_ns: int,
+        delivery_id: str,
+        raw: bytes | None = None,
+    ) -> HttpResponse:
+        logger.info(
+            "webhook rejected",
+            status=error.status,
+            code=error.code,
+            fields=[p.field for p in error.problems][:5],
+            delivery_id=delivery_id,
+        )
+        metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
+        if error.status in (400, 403, 415):
+            # Authenticated but unusable: keep the bytes so a schema question can be settled later.
+            body = raw if raw is not None else _request_bytes(request)
+            if body is not None:
+                self._quarantine(body, delivery_id, received_ns, reason=error.code, request=request)
+        return error_response(error.status, error.code, error.message, error.problems)
+
+    def _quarantine(
+        self,
+        raw: bytes,
+        delivery_id: str,
+        received_ns: int,
+        *,
+        reason: str,
+        request: HttpRequest | None = None,
+    ) -> None:
+        headers = request.headers if request else {}
+        try:
+            self._s3.put_object(
+                Bucket=self._settings.bucket_name,
+                Key=object_key(QUARANTINE_PREFIX, received_ns, delivery_id, suffix=".bin"),
+                Body=raw,
+                ContentType="application/octet-stream",
+                # Only what explains the bytes: never the path (it may hold the token) or auth headers.
+                Metadata={
+                    "reason": reason[:200],
+                    "content-type": headers.get("content-type", "")[:200],
+                    "content-encoding": headers.get("content-encoding", "")[:200],
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            metrics.add_metric(name="QuarantineFailed", unit=MetricUnit.Count, value=1)
+            logger.error("quarantine failed", delivery_id=delivery_id, error=type(exc).__name__)
+            return
+        metrics.add_metric(name="WebhooksQuarantined", unit=MetricUnit.Count, value=1)
+
+
+def _request_bytes(request: HttpRequest) -> bytes | None:
+    """The body as sent (before base64 and gzip), for quarantine when decoding itself failed."""
+    if not request.body:
+        return None
+    if request.is_base64:
+        try:
+            return base64.b64decode(request.body, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return request.body.encode("utf-8", "surrogatepass")
+
+
+def _serialise(document: Any) -> bytes:
+    """Compact UTF-8 JSON as EventBridge and S3 receive it; lone surrogates cannot be encoded."""
+    try:
+        return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
+    except UnicodeEncodeError:
+        raise HttpError(
+            400, "invalid_unicode", "the body holds a lone UTF-16 surrogate escape, which AWS cannot store"
+        ) from None

@@ -1,0 +1,88 @@
+"""The event on the bus: `detail = {"metadata": {...}, "webhook": {...}}` (contract: docs/events.md).
+
+Metadata is normalised once, at ingest, so that every consumer and every rule reads the same ids
+and instants without knowing where each topic keeps them, and so that rules still work when the
+body travels by claim check (then `webhookRef` replaces `webhook`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.models import RoutingFields, Webhook
+from shared.timestamps import ns_to_iso
+
+# Bump on a breaking change to metadata (docs/events.md: versioning policy).
+SCHEMA_VERSION = "1"
+
+
+class Metadata(RoutingFields):
+    """Everything a rule or consumer needs, whatever the topic. Every key is always present."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schemaVersion: str = SCHEMA_VERSION
+    deliveryId: str
+    topic: str
+    botId: str
+    chatId: str | None
+    messageId: str | None
+    requestId: str | None
+    receivedAt: str
+    sentAt: str | None
+    occurredAt: str | None
+    # Exact instant as a string of digits: nanoseconds overflow the 53-bit integers of JSON readers.
+    occurredAtNs: Annotated[str | None, Field(pattern=r"^\d+$")]
+    bodySize: int
+    bodySha256: str
+
+
+class WebhookRef(BaseModel):
+    """Where a claim-checked body lives: s3://bucket/key, with its size and sha256 to verify it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+
+
+class BusDetail(BaseModel):
+    """`detail` of every event we put on the bus. Exactly one of webhook and webhookRef is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    metadata: Metadata
+    webhook: dict[str, Any] | None = None
+    webhookRef: WebhookRef | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> BusDetail:
+        if (self.webhook is None) == (self.webhookRef is None):
+            raise ValueError("exactly one of webhook and webhookRef must be set")
+        return self
+
+
+def build_metadata(webhook: Webhook, raw: bytes, *, received_ns: int, delivery_id: str) -> Metadata:
+    """Normalise what the consumers and rules need from a validated webhook and its raw bytes."""
+    occurred_ns = webhook.occurred_at_ns
+    sent_ns = webhook.sent_at_ns
+    return Metadata(
+        deliveryId=delivery_id,
+        topic=webhook.topic,
+        botId=webhook.botId,
+        chatId=webhook.chat_id,
+        messageId=webhook.message_id,
+        requestId=webhook.request_id,
+        receivedAt=ns_to_iso(received_ns),
+        sentAt=None if sent_ns is None else ns_to_iso(sent_ns),
+        occurredAt=None if occurred_ns is None else ns_to_iso(occurred_ns),
+        occurredAtNs=None if occurred_ns is None else str(occurred_ns),
+        bodySize=len(raw),
+        bodySha256=hashlib.sha256(raw).hexdigest(),
+        **webhook.routing().model_dump(),
+    )

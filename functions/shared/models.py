@@ -1,0 +1,376 @@
+"""Ebbot's outgoing webhooks, one pydantic model per topic.
+
+The seed examples are the only documentation of the format, so the models are strict only on what
+routing and storage need (topic, botId, the chat id, a message id where there is one, instants we
+order by) and lenient on the rest: unknown fields are kept (`extra="allow"`), lenient fields are
+typed `Any`, and no pattern is enforced on id formats. Where each id lives is recorded in
+docs/decisions.md. Validation errors never echo the payload (`hide_input_in_errors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from shared.errors import WebhookInvalidError, from_pydantic_errors
+from shared.timestamps import to_ns
+
+# Ids are opaque: Ebbot's chat ids contain dots, bot ids are 30 alphanumerics, message ids UUIDs,
+# but nothing here depends on that. The length cap keeps every id inside DynamoDB's 1 KB sort-key
+# limit and S3's 1 KB key limit with room for the prefixes we add.
+Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Topic = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # EventBridge's detail-type limit
+
+
+def _check_instant(value: str | int | float) -> str | int | float:
+    to_ns(value)  # raises InvalidInstantError (a ValueError) with a message free of the value
+    return value
+
+
+# The value is kept as sent (so the body round-trips); `to_ns` gives the exact instant.
+Instant = Annotated[StrictStr | StrictInt | StrictFloat, AfterValidator(_check_instant)]
+
+
+class EbbotModel(BaseModel):
+    """Keeps every field it does not know, and never repeats input values in its errors."""
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+class RoutingFields(BaseModel):
+    """What a trigger filters on, lifted out of the body so it survives a claim check."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sender: str | None = None
+    messageType: str | None = None
+    chatStatus: str | None = None
+    handledBy: str | None = None
+    scenarioId: str | None = None
+    rating: int | float | None = None
+
+
+class Webhook(EbbotModel):
+    """What every topic has. Subclasses narrow `topic` and say where the chat and message ids live."""
+
+    topic: Topic
+    botId: Id
+    requestId: Any = None
+    timestamp: Instant | None = None  # integer milliseconds in every example
+
+    @property
+    def chat_id(self) -> str | None:
+        return None
+
+    @property
+    def message_id(self) -> str | None:
+        """The message's id; for a message without one, a stable key (see MessageData.key)."""
+        return None
+
+    @property
+    def request_id(self) -> str | None:
+        return _str(self.requestId) or _str(
+            _get(self.model_extra and self.model_extra.get("context"), "request_id")
+        )
+
+    @property
+    def sent_at_ns(self) -> int | None:
+        """When Ebbot sent the webhook (the envelope's timestamp)."""
+        return None if self.timestamp is None else to_ns(self.timestamp)
+
+    @property
+    def occurred_at_ns(self) -> int | None:
+        """When the thing the webhook reports happened; the envelope time unless the body is more precise."""
+        return self.sent_at_ns
+
+    def routing(self) -> RoutingFields:
+        return RoutingFields()
+
+
+# --- chat-state topics: the chat id is data.id (chat.update: chat.id) ---------------------------
+
+
+class ChatData(EbbotModel):
+    id: Id
+    status: Any = None
+    handled_by: Any = None
+
+
+class _ChatDataWebhook(Webhook):
+    data: ChatData
+
+    @property
+    def chat_id(self) -> str:
+        return self.data.id
+
+    def routing(self) -> RoutingFields:
+        return RoutingFields(chatStatus=_str(self.data.status), handledBy=_str(self.data.handled_by))
+
+
+class ChatCreate(_ChatDataWebhook):
+    topic: Literal["chat.create"]
+
+
+class ChatDataUpdate(_ChatDataWebhook):
+    topic: Literal["chat.data.update"]
+
+
+class ChatUserUpdate(_ChatDataWebhook):
+    topic: Literal["chat.user.update"]
+
+
+class ChatStatusChange(_ChatDataWebhook):
+    topic: Literal["chat.status.change"]
+
+
+class ChatState(EbbotModel):
+    """chat.update's `chat`: the whole chat row as Ebbot holds it."""
+
+    id: Id
+    status: Any = None
+    handled_by: Any = None
+    scenario: Any = None
+    rating: Any = None
+
+
+class ChatUpdate(Webhook):
+    topic: Literal["chat.update"]
+    chat: ChatState
+
+    @property
+    def chat_id(self) -> str:
+        return self.chat.id
+
+    def routing(self) -> RoutingFields:
+        scenario = self.chat.scenario
+        return RoutingFields(
+            chatStatus=_str(self.chat.status),
+            handledBy=_str(self.chat.handled_by),
+            scenarioId=_str(scenario) or _str(_get(scenario, "id")),
+            rating=_number(self.chat.rating),
+        )
+
+
+# --- messages: data.chatId is the chat, data.id the message -------------------------------------
+
+
+class MessageFields(EbbotModel):
+    """A message as it appears in message webhooks and in chat.close transcripts."""
+
+    id: Id | None = None
+    sender: Any = None
+    type: Any = None
+    value: Any = None
+    timestamp: Instant | None = None
+
+    @property
+    def timestamp_ns(self) -> int | None:
+        return None if self.timestamp is None else to_ns(self.timestamp)
+
+    def key(self, chat_id: str) -> str:
+        """The message id, or for an id-less message (Ebbot omits it on button_click) a stable key.
+
+        The stable key hashes what identifies the message wherever it is delivered: chat, sender,
+        type, exact instant and canonical value. The same message in chat.message, chat.<sender>.message
+        and the chat.close transcript gets the same key; seconds- and millisecond-stamped forms of one
+        instant give the same nanoseconds, so they match too.
+        """
+        if self.id is not None:
+            return self.id
+        canonical = json.dumps(
+            [chat_id, _str(self.sender), _str(self.type), self.timestamp_ns, self.value],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=str,
+        )
+        return "nokey-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    def routing(self) -> RoutingFields:
+        kind = _str(self.type)
+        value = self.value
+        return RoutingFields(
+            sender=_str(self.sender),
+            messageType=kind,
+            scenarioId=_str(_get(value, "scenario")) if kind == "scenario" else None,
+            rating=_number(_get(value, "rating")) if kind == "rating" else None,
+        )
+
+
+class MessageData(MessageFields):
+    chatId: Id
+
+
+class _MessageWebhook(Webhook):
+    data: MessageData
+
+    @property
+    def chat_id(self) -> str:
+        return self.data.chatId
+
+    @property
+    def message_id(self) -> str:
+        return self.data.key(self.data.chatId)
+
+    @property
+    def occurred_at_ns(self) -> int | None:
+        stamped = self.data.timestamp_ns
+        return stamped if stamped is not None else self.sent_at_ns
+
+    def routing(self) -> RoutingFields:
+        return self.data.routing()
+
+
+class ChatUserMessage(_MessageWebhook):
+    topic: Literal["chat.user.message"]
+
+
+class ChatBotMessage(_MessageWebhook):
+    topic: Literal["chat.bot.message"]
+
+
+class ChatAgentMessage(_MessageWebhook):
+    topic: Literal["chat.agent.message"]
+
+
+class ChatSystemMessage(_MessageWebhook):
+    topic: Literal["chat.system.message"]
+
+
+class ChatMessage(_MessageWebhook):
+    topic: Literal["chat.message"]
+
+
+# --- scenario runs --------------------------------------------------------------------------------
+
+
+class Scenario(EbbotModel):
+    id: Any = None
+    name: Any = None
+    states: Any = None
+
+
+class ScenarioRunData(EbbotModel):
+    chatId: Id
+    scenario: Scenario = Field(default_factory=Scenario)
+
+
+class ChatScenarioRun(Webhook):
+    topic: Literal["chat.scenario.run"]
+    data: ScenarioRunData
+
+    @property
+    def chat_id(self) -> str:
+        return self.data.chatId
+
+    def routing(self) -> RoutingFields:
+        return RoutingFields(scenarioId=_str(self.data.scenario.id))
+
+
+# --- chat.close: the whole transcript -------------------------------------------------------------
+
+
+class CloseData(EbbotModel):
+    id: Id
+    conversation: list[MessageFields] = Field(default_factory=list)
+    status: Any = None
+    handled_by: Any = None
+
+
+class ChatClose(Webhook):
+    topic: Literal["chat.close"]
+    data: CloseData
+
+    @property
+    def chat_id(self) -> str:
+        return self.data.id
+
+    def routing(self) -> RoutingFields:
+        ratings = [r for m in self.data.conversation if (r := m.routing().rating) is not None]
+        return RoutingFields(
+            chatStatus=_str(self.data.status) or "chat_closed",
+            handledBy=_str(self.data.handled_by),
+            rating=ratings[-1] if ratings else None,
+        )
+
+
+# --- anything else --------------------------------------------------------------------------------
+
+
+class UnknownWebhook(Webhook):
+    """A well-formed webhook on a topic we have no model for: routed under its own name.
+
+    The chat id is looked for where the known topics keep it (data.chatId, chat.id, data.id), as a
+    convenience for rules; nothing is required beyond topic and botId.
+    """
+
+    @property
+    def chat_id(self) -> str | None:
+        extra = self.model_extra or {}
+        data, chat = extra.get("data"), extra.get("chat")
+        return _str(_get(data, "chatId")) or _str(_get(chat, "id")) or _str(_get(data, "id"))
+
+
+def _topic_of(model: type[Webhook]) -> str:
+    (topic,) = get_args(model.model_fields["topic"].annotation)
+    return str(topic)
+
+
+TOPIC_MODELS: dict[str, type[Webhook]] = {
+    _topic_of(model): model
+    for model in (
+        ChatCreate,
+        ChatUpdate,
+        ChatDataUpdate,
+        ChatUserUpdate,
+        ChatUserMessage,
+        ChatBotMessage,
+        ChatAgentMessage,
+        ChatSystemMessage,
+        ChatMessage,
+        ChatScenarioRun,
+        ChatStatusChange,
+        ChatClose,
+    )
+}
+MESSAGE_TOPICS = frozenset(t for t, m in TOPIC_MODELS.items() if issubclass(m, _MessageWebhook))
+
+
+def parse_webhook(body: object) -> Webhook:
+    """The body as the model of its topic (UnknownWebhook for a topic we have no model for)."""
+    if not isinstance(body, dict):
+        raise WebhookInvalidError("not_an_object", "the body must be a JSON object")
+    topic = body.get("topic")
+    model = TOPIC_MODELS.get(topic, UnknownWebhook) if isinstance(topic, str) else UnknownWebhook
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise from_pydantic_errors(exc.errors(include_url=False, include_input=False)) from None

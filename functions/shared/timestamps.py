@@ -1,0 +1,73 @@
+"""Ebbot instants as exact integer nanoseconds.
+
+Ebbot stamps messages with strings in seconds or in milliseconds, both with a 9-digit fraction
+("1672531200.427187915", "1672531200000.397183857"), and envelopes with integer milliseconds.
+A float has 15-17 significant digits, so two messages a few hundred nanoseconds apart can compare
+equal or swap as floats: every instant is parsed with Decimal and kept as an int of nanoseconds.
+
+The unit rule: an integer part above 1e11 is milliseconds, otherwise seconds. 1e11 seconds is the
+year 5138 and 1e11 milliseconds is 1973, so no instant Ebbot can send is ambiguous.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+MILLISECONDS_THRESHOLD = Decimal(10) ** 11
+NS_PER_SECOND = 10**9
+NS_PER_MILLISECOND = 10**6
+# datetime cannot represent years past 9999; nothing Ebbot sends is near it.
+MAX_NS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) * NS_PER_SECOND
+# Longest text accepted as an instant: a 13-digit millisecond part, a dot and a generous fraction.
+_MAX_TEXT = 40
+
+
+class InvalidInstantError(ValueError):
+    """The value is not an instant in Ebbot's formats. The message never repeats the value."""
+
+
+def to_decimal(value: object) -> Decimal:
+    """The value as a finite, non-negative Decimal; bools and non-numbers are refused."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidInstantError("an instant must be a number or a numeric string")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > _MAX_TEXT:
+            raise InvalidInstantError("an instant string must hold a number of at most 40 characters")
+    else:
+        # repr() of a float is the shortest text that round-trips, so Decimal sees what JSON said.
+        text = repr(value) if isinstance(value, float) else str(value)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInstantError("an instant string must hold a decimal number") from None
+    if not number.is_finite() or number < 0:
+        raise InvalidInstantError("an instant must be a finite, non-negative number")
+    return number
+
+
+def to_ns(value: object) -> int:
+    """Nanoseconds since the epoch for an Ebbot instant (seconds or milliseconds, see module doc)."""
+    number = to_decimal(value)
+    scale = (
+        NS_PER_MILLISECOND
+        if number.to_integral_value(ROUND_FLOOR) > MILLISECONDS_THRESHOLD
+        else NS_PER_SECOND
+    )
+    ns = int((number * scale).to_integral_value(ROUND_FLOOR))
+    if ns > MAX_NS:
+        raise InvalidInstantError("an instant must fall before the year 10000")
+    return ns
+
+
+def ns_to_iso(ns: int) -> str:
+    """ISO-8601 UTC with microseconds, e.g. 2023-01-01T00:00:00.427187Z (sub-microsecond is in the ns)."""
+    seconds, rest = divmod(ns, NS_PER_SECOND)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ns_to_date(ns: int) -> str:
+    """The UTC calendar date of an instant, e.g. 2023-01-01."""
+    return datetime.fromtimestamp(ns // NS_PER_SECOND, tz=UTC).strftime("%Y-%m-%d")

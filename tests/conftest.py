@@ -1,0 +1,43 @@
+"""Shared fixtures. AWS is never reachable: every test that touches AWS goes through moto."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOKS = ROOT / "events" / "webhooks"
+TOPICS = sorted(path.name.removesuffix(".json") for path in WEBHOOKS.glob("*.json"))
+
+# Property tests go through moto in places: no per-example deadline, bounded examples, and in CI
+# a fixed seed so a red build is reproducible (HYPOTHESIS_PROFILE=dev explores more locally).
+settings.register_profile("ci", deadline=None, max_examples=50, derandomize=True, print_blob=True)
+settings.register_profile(
+    "dev", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def load_sample(topic: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((WEBHOOKS / f"{topic}.json").read_text())
+    return result
+
+
+def sample_bytes(topic: str) -> bytes:
+    return (WEBHOOKS / f"{topic}.json").read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a fixed region, so nothing can ever reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")

@@ -1,0 +1,231 @@
+"""Every Ebbot topic parses into its model, keeps every field, and fails precisely and privately."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from shared.errors import WebhookInvalidError
+from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
+from tests.conftest import TOPICS, load_sample
+
+BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
+CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
+
+# Written by hand from the sample files, not computed by the code under test:
+# topic -> (model, chat id, message id, occurred-at ns, routing fields that are set)
+EXPECTED: dict[str, tuple[str, str | None, int, dict[str, Any]]] = {
+    "chat.create": ("ChatCreate", None, 1672531200000000000, {"chatStatus": "ongoing"}),
+    "chat.data.update": ("ChatDataUpdate", None, 1672531201000000000, {}),
+    "chat.user.update": ("ChatUserUpdate", None, 1672531202000000000, {}),
+    "chat.scenario.run": (
+        "ChatScenarioRun",
+        None,
+        1672531203000000000,
+        {"scenarioId": "4a1f2c3d-5e6f-4a7b-8c9d-0e1f2a3b4c5d_9f8e7d6c-5b4a-4c3d-9e2f-1a0b9c8d7e6f"},
+    ),
+    "chat.bot.message": (
+        "ChatBotMessage",
+        "f7011d1a-e192-4351-9251-c0c6d3b32524",
+        1672531203241731866,
+        {"sender": "bot", "messageType": "url"},
+    ),
+    "chat.user.message": (
+        "ChatUserMessage",
+        "9d0c1b2a-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+        1672531205397183857,
+        {"sender": "user", "messageType": "text"},
+    ),
+    "chat.status.change": ("ChatStatusChange", None, 1672531206000000000, {"chatStatus": "queued"}),
+    "chat.update": (
+        "ChatUpdate",
+        None,
+        1672531207000000000,
+        {"chatStatus": "ongoing", "handledBy": "agent"},
+    ),
+    "chat.system.message": (
+        "ChatSystemMessage",
+        "2276d442-3af1-4f80-a21b-c405632e3b60",
+        1672531208158836861,
+        {"sender": "system", "messageType": "text_info"},
+    ),
+    "chat.agent.message": (
+        "ChatAgentMessage",
+        "e8328e60-6757-48ea-87d1-3be485348b4c",
+        1672531210310412954,
+        {"sender": "agent", "messageType": "text"},
+    ),
+    "chat.message": (
+        "ChatMessage",
+        "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
+        1672531215004417021,
+        {"sender": "user", "messageType": "text"},
+    ),
+    "chat.close": ("ChatClose", None, 1672531221000000000, {"chatStatus": "chat_closed", "rating": 4}),
+}
+
+
+def test_every_topic_has_a_model_and_a_sample() -> None:
+    assert sorted(TOPIC_MODELS) == sorted(EXPECTED) == TOPICS
+    assert len(TOPICS) == 12
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_sample_parses_with_the_expected_ids_and_instants(topic: str) -> None:
+    model_name, message_id, occurred_ns, routing = EXPECTED[topic]
+    webhook = parse_webhook(load_sample(topic))
+    assert type(webhook).__name__ == model_name
+    assert webhook.topic == topic
+    assert webhook.botId == BOT
+    assert webhook.chat_id == CHAT
+    assert webhook.message_id == message_id
+    assert webhook.occurred_at_ns == occurred_ns
+    assert webhook.request_id is not None
+    assert webhook.request_id.startswith("req-")
+    set_fields = {k: v for k, v in webhook.routing().model_dump().items() if v is not None}
+    assert set_fields == routing
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_sample_round_trips_without_losing_a_field(topic: str) -> None:
+    body = load_sample(topic)
+    dumped = parse_webhook(body).model_dump(mode="json", exclude_unset=True)
+    assert dumped == body
+
+
+def _add_extra_everywhere(node: Any, marker: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        out = {key: _add_extra_everywhere(value, marker) for key, value in node.items()}
+        out["x_future_field"] = copy.deepcopy(marker)
+        return out
+    if isinstance(node, list):
+        return [_add_extra_everywhere(item, marker) for item in node]
+    return node
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, "chat.some.future.topic"])
+def test_unknown_fields_survive_at_every_level(topic: str) -> None:
+    body = load_sample(topic if topic in TOPIC_MODELS else "chat.update")
+    body["topic"] = topic
+    marker = {"nested": [1, 2.5, None, True, "x"], "deep": {"k": "v"}}
+    enriched = _add_extra_everywhere(body, marker)
+    dumped = parse_webhook(enriched).model_dump(mode="json", exclude_unset=True)
+    assert dumped == enriched
+    assert json.dumps(dumped, sort_keys=True).count("x_future_field") == json.dumps(
+        enriched, sort_keys=True
+    ).count("x_future_field")
+
+
+def test_unknown_topic_needs_only_topic_and_bot() -> None:
+    webhook = parse_webhook({"topic": "chat.rating.given", "botId": BOT, "whatever": {"x": 1}})
+    assert isinstance(webhook, UnknownWebhook)
+    assert webhook.topic == "chat.rating.given"
+    assert webhook.chat_id is None
+    assert webhook.occurred_at_ns is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_chat"),
+    [
+        ({"data": {"chatId": "c.1"}}, "c.1"),
+        ({"chat": {"id": "c.2"}}, "c.2"),
+        ({"data": {"id": "c.3"}}, "c.3"),
+        ({"data": {"chatId": 7}}, None),
+    ],
+)
+def test_unknown_topic_chat_id_is_found_where_known_topics_keep_it(
+    body: dict[str, Any], expected_chat: str | None
+) -> None:
+    webhook = parse_webhook({"topic": "chat.new.thing", "botId": BOT, **body})
+    assert webhook.chat_id == expected_chat
+
+
+def test_message_without_id_gets_a_stable_key_equal_across_time_units() -> None:
+    body = load_sample("chat.user.message")
+    del body["data"]["id"]
+    body["data"]["type"] = "button_click"
+    millis = parse_webhook(body)
+    seconds_body = copy.deepcopy(body)
+    seconds_body["data"]["timestamp"] = "1672531205.397183857"  # the same instant in seconds
+    seconds = parse_webhook(seconds_body)
+    assert millis.message_id is not None
+    assert millis.message_id.startswith("nokey-")
+    assert millis.message_id == seconds.message_id
+    other_body = copy.deepcopy(body)
+    other_body["data"]["value"] = "another click"
+    assert parse_webhook(other_body).message_id != millis.message_id
+
+
+SECRET = "Identical Goat +46701234567"  # a value that must never appear in an error
+
+
+def _with(topic: str, path: list[str | int], value: Any) -> dict[str, Any]:
+    body = load_sample(topic)
+    node: Any = body
+    for part in path[:-1]:
+        node = node[part]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return body
+
+
+_DELETE = object()
+
+MALFORMED = [
+    # (topic, path to change, new value, expected code, expected field path)
+    ("chat.create", ["topic"], _DELETE, "missing_field", "topic"),
+    ("chat.create", ["topic"], 42, "wrong_type", "topic"),
+    ("chat.create", ["topic"], "", "empty_value", "topic"),
+    ("chat.create", ["botId"], _DELETE, "missing_field", "botId"),
+    ("chat.create", ["botId"], [SECRET], "wrong_type", "botId"),
+    ("chat.create", ["botId"], "", "empty_value", "botId"),
+    ("chat.create", ["data", "id"], _DELETE, "missing_field", "data.id"),
+    ("chat.create", ["data"], SECRET, "wrong_type", "data"),
+    ("chat.update", ["chat", "id"], 1234, "wrong_type", "chat.id"),
+    ("chat.update", ["chat"], _DELETE, "missing_field", "chat"),
+    ("chat.user.message", ["data", "chatId"], _DELETE, "missing_field", "data.chatId"),
+    ("chat.user.message", ["data", "chatId"], {"v": SECRET}, "wrong_type", "data.chatId"),
+    ("chat.user.message", ["data", "id"], 99, "wrong_type", "data.id"),
+    ("chat.user.message", ["data", "timestamp"], SECRET, "invalid_value", "data.timestamp"),
+    ("chat.bot.message", ["timestamp"], "yesterday " + SECRET, "invalid_value", "timestamp"),
+    ("chat.scenario.run", ["data", "chatId"], "x" * 300, "value_too_long", "data.chatId"),
+    ("chat.close", ["data", "conversation"], SECRET, "wrong_type", "data.conversation"),
+    ("chat.close", ["data", "conversation", 3, "id"], 5, "wrong_type", "data.conversation[3].id"),
+    ("chat.close", ["data", "conversation", 1], SECRET, "wrong_type", "data.conversation[1]"),
+    ("chat.status.change", ["data", "id"], None, "wrong_type", "data.id"),
+]
+
+
+@pytest.mark.parametrize(("topic", "path", "value", "code", "field"), MALFORMED)
+def test_malformed_samples_fail_naming_the_field_and_never_the_value(
+    topic: str, path: list[str | int], value: Any, code: str, field: str
+) -> None:
+    body = _with(topic, path, value)
+    with pytest.raises(WebhookInvalidError) as caught:
+        parse_webhook(body)
+    error = caught.value
+    assert (error.code, error.problems[0].field) == (code, field)
+    assert error.message.startswith(field)
+    rendered = repr(error) + str(error) + json.dumps([p.message for p in error.problems])
+    for secret in (SECRET, "Identical", "+46701234567", "yesterday", "x" * 300):
+        assert secret not in rendered
+
+
+@pytest.mark.parametrize("body", [[], "chat.create", 12, None])
+def test_body_that_is_not_an_object(body: Any) -> None:
+    with pytest.raises(WebhookInvalidError) as caught:
+        parse_webhook(body)
+    assert caught.value.code == "not_an_object"
+
+
+def test_a_mistyped_known_topic_field_names_its_model_path() -> None:
+    body = load_sample("chat.create")
+    body["data"] = {"status": "ongoing"}
+    with pytest.raises(WebhookInvalidError) as caught:
+        parse_webhook(body)
+    assert [p.field for p in caught.value.problems] == ["data.id"]

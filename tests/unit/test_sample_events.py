@@ -1,0 +1,58 @@
+"""events/: the API Gateway events are generated from the webhook bodies and never drift."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
+
+from tests.conftest import ROOT, TOPICS
+from tools.events import SAMPLE_TOKEN, generated_files
+
+
+def test_generated_events_match_the_files_on_disk() -> None:
+    files = generated_files()
+    assert len(files) == len(TOPICS) == 12
+    for path, content in files.items():
+        assert path.exists(), f"{path.name} missing: run `make events`"
+        assert path.read_text() == content, f"{path.name} drifted: run `make events`"
+
+
+def test_generation_is_deterministic() -> None:
+    assert generated_files() == generated_files()
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_apigw_event_is_an_http_api_v2_event_carrying_the_body(topic: str) -> None:
+    event = json.loads((ROOT / "events" / "apigw" / f"{topic}.json").read_text())
+    model = APIGatewayProxyEventV2Model.model_validate(event)
+    assert model.routeKey == "POST /webhook/{token}"
+    assert model.requestContext.http.method == "POST"
+    assert model.pathParameters == {"token": SAMPLE_TOKEN}
+    assert model.isBase64Encoded is False
+    assert model.body == (ROOT / "events" / "webhooks" / f"{topic}.json").read_text()
+
+
+def test_sample_ids_are_distinct_and_realistic() -> None:
+    bodies = {t: json.loads((ROOT / "events" / "webhooks" / f"{t}.json").read_text()) for t in TOPICS}
+    message_ids = [b["data"]["id"] for t, b in bodies.items() if t.endswith(".message")]
+    assert len(set(message_ids)) == len(message_ids) == 5
+    request_ids = [b["requestId"] for b in bodies.values()]
+    assert len(set(request_ids)) == len(request_ids)
+    for body in bodies.values():
+        assert "<" not in json.dumps(body), "a seed placeholder survived"
+        assert len(body["botId"]) == 30
+        assert body["botId"].startswith("eb")
+        assert body["botId"].isalnum()
+        assert body["botId"].islower()
+
+
+def test_env_json_names_every_environment_variable_the_ingest_settings_need() -> None:
+    env = json.loads((ROOT / "events" / "env.json").read_text())
+    merged = {**env["Parameters"], **env["IngestFunction"]}
+    from shared.settings import IngestSettings
+
+    settings = IngestSettings.from_env(merged)
+    assert settings.event_bus_name
+    assert settings.token_secret_id
