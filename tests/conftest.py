@@ -10,6 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Powertools reads these when logger, tracer and metrics are created, at import of the handlers.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "EbbotWebhooks/test")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "test")
+
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "events" / "webhooks"
 TOPICS = sorted(path.name.removesuffix(".json") for path in WEBHOOKS.glob("*.json"))

@@ -58,7 +58,7 @@ class TokenVerifier:
         load_secret: Callable[[], str],
         *,
         max_age_s: float = 300.0,
-        min_refresh_interval_s: float = 30.0,
+        min_refresh_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load_secret = load_secret

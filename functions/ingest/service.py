@@ -23,7 +23,7 @@ from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token
 from ingest.request import HttpError, decode_body, parse_json
 from shared.bus import BusPublisher, BusUnavailableError
 from shared.claim_check import CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX, SPILL_PREFIX, check_in, object_key
-from shared.envelope import BusDetail, Metadata, build_metadata
+from shared.envelope import Metadata, build_metadata
 from shared.errors import FieldProblem, WebhookInvalidError
 from shared.models import Webhook, parse_webhook
 from shared.observability import MetricUnit, logger, metrics
@@ -176,7 +176,7 @@ class IngestService:
             if len(inline) + ENTRY_OVERHEAD_BYTES <= EVENTBRIDGE_MAX_ENTRY_BYTES:
                 return inline, False  # still fits on the bus: send it inline rather than fail
             raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
-        return _serialise(BusDetail(metadata=metadata, webhookRef=ref).model_dump(exclude_none=True)), True
+        return _serialise({"metadata": metadata.model_dump(), "webhookRef": ref.model_dump()}), True
 
     def _publish(self, entry: dict[str, Any], metadata: Metadata, raw: bytes, received_ns: int) -> str:
         try:

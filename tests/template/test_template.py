@@ -1,0 +1,168 @@
+"""template.yaml: the linters pass, and the properties users and reviewers rely on are there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.template import load_template, resources
+
+ROOT = Path(__file__).resolve().parents[2]
+SAM_VENV = ROOT / ".venv-sam" / "bin"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def _run_sam_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = SAM_VENV / args[0]
+    assert tool.exists(), f"{tool} is missing: `make setup` creates the SAM CLI venv"
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
+    return subprocess.run(
+        [str(tool), *args[1:]], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_cfn_lint_passes() -> None:
+    result = _run_sam_tool("cfn-lint", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes() -> None:
+    result = _run_sam_tool("sam", "validate", "--lint", "--template-file", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_globals_runtime_architecture_tracing_and_no_event_logging(template: dict[str, Any]) -> None:
+    function = template["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Tracing"] == "Active"
+    variables = function["Environment"]["Variables"]
+    assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
+def test_layer_is_built_for_arm64_python313(template: dict[str, Any]) -> None:
+    (layer,) = resources(template, "AWS::Serverless::LayerVersion").values()
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+
+
+def test_http_api_access_log_has_the_route_key_and_never_the_path_or_ip(template: dict[str, Any]) -> None:
+    (api,) = resources(template, "AWS::Serverless::HttpApi").values()
+    log_format = api["Properties"]["AccessLogSettings"]["Format"]
+    fields = json.loads(log_format)
+    assert fields["routeKey"] == "$context.routeKey"
+    for forbidden in (
+        "$context.path",
+        "$context.http.path",
+        "$context.identity.sourceIp",
+        "$context.rawPath",
+    ):
+        assert forbidden not in log_format
+    settings = api["Properties"]["DefaultRouteSettings"]
+    assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(settings)
+
+
+def test_ingest_routes_with_and_without_the_token_in_the_path(template: dict[str, Any]) -> None:
+    ingest = template["Resources"]["IngestFunction"]["Properties"]
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in ingest["Events"].values()}
+    assert routes == {("POST", "/webhook/{token}"), ("POST", "/webhook")}
+    assert ingest["Handler"] == "ingest.app.lambda_handler"
+    assert set(ingest["Environment"]["Variables"]) >= {
+        "EVENT_BUS_NAME",
+        "EVENT_SOURCE",
+        "TOKEN_SECRET_ID",
+        "MAX_BODY_BYTES",
+        "CLAIM_CHECK_THRESHOLD_BYTES",
+        "ALLOWED_BOT_IDS",
+        "POWERTOOLS_SERVICE_NAME",
+    }
+    # Reserved concurrency is optional and off by default: a throttled webhook is a lost webhook.
+    assert template["Parameters"]["IngestReservedConcurrency"]["Default"] == 0
+
+
+def test_bus_has_an_archive(template: dict[str, Any]) -> None:
+    (archive,) = resources(template, "AWS::Events::Archive").values()
+    assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    assert archive["Properties"]["RetentionDays"] == {"Ref": "ArchiveRetentionDays"}
+
+
+def test_bucket_is_private_encrypted_versioned_tls_only_and_retained(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["DataBucket"]
+    props = bucket["Properties"]
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_lifecycle_per_prefix_keeps_claim_checks_as_long_as_the_archive(template: dict[str, Any]) -> None:
+    rules = {
+        r["Id"]: r
+        for r in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    claim = rules["claim-check"]
+    assert claim["Prefix"] == "claim-check/"
+    assert claim["ExpirationInDays"] == {
+        "Fn::If": ["ArchiveKeepsForever", 1, {"Ref": "ArchiveRetentionDays"}]
+    }
+    assert claim["Status"] == {"Fn::If": ["ArchiveKeepsForever", "Disabled", "Enabled"]}
+    assert rules["quarantine"]["Prefix"] == "quarantine/"
+    # Spilled events wait for a redrive: no rule may expire them.
+    assert not any(str(r.get("Prefix", "")).startswith("spill") for r in rules.values())
+
+
+def test_token_secret_is_generated_at_deploy_time(template: dict[str, Any]) -> None:
+    (secret,) = resources(template, "AWS::SecretsManager::Secret").values()
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert generate["GenerateStringKey"] == "token"
+    assert generate["PasswordLength"] >= 32
+    assert generate["ExcludePunctuation"] is True  # the token travels in a URL path
+
+
+def test_every_function_logs_to_a_group_with_retention(template: dict[str, Any]) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    for name, function in resources(template, "AWS::Serverless::Function").items():
+        group_ref = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert group_ref in groups, name
+        assert groups[group_ref]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert {"WebhookUrl", "WebhookTokenCommand", "EventBusName", "EventBusArn"} <= set(outputs)
+    assert "token" not in json.dumps(outputs["WebhookUrl"]["Value"]).lower()
+    assert "get-secret-value" in outputs["WebhookTokenCommand"]["Value"]["Fn::Sub"]
+    assert outputs["EventBusName"]["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-EventBusName"}
+
+
+def test_layer_pins_match_the_dev_environment() -> None:
+    def pins(path: Path) -> dict[str, str]:
+        out = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if "==" in line:
+                name, version = line.split("==")
+                out[name.split("[")[0].lower().replace("_", "-")] = version
+        return out
+
+    layer = pins(ROOT / "layers" / "dependencies" / "requirements.txt")
+    dev = pins(ROOT / "requirements" / "dev.txt")
+    assert layer
+    for name, version in layer.items():
+        assert dev.get(name) == version, f"{name}: layer {version}, dev {dev.get(name)}"

@@ -1,0 +1,123 @@
+"""Token verification: several tokens, constant-time compare, a rate-limited refresh on mismatch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token, parse_tokens
+
+GOOD = "a" * 24
+OTHER = "b" * 24
+
+
+class Secret:
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.reads = 0
+        self.broken = False
+
+    def __call__(self) -> str:
+        self.reads += 1
+        if self.broken:
+            raise ConnectionError("secrets manager down")
+        return self.value
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        (GOOD, {GOOD}),
+        (json.dumps({"token": GOOD}), {GOOD}),
+        (json.dumps({"token": GOOD, "next": OTHER}), {GOOD, OTHER}),
+        (json.dumps({"tokens": [GOOD, OTHER], "note": 5}), {GOOD, OTHER}),
+        (json.dumps({"token": "short"}), set()),  # under 16 characters: ignored
+        (json.dumps({"token": "  " + GOOD + " "}), {GOOD}),
+    ],
+)
+def test_parse_tokens(secret: str, expected: set[str]) -> None:
+    assert {t.decode() for t in parse_tokens(secret)} == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (f"Bearer {GOOD}", GOOD),
+        (f"bearer {GOOD}", GOOD),
+        (f"BeArEr   {GOOD}  ", GOOD),
+        (f"Basic {GOOD}", None),
+        ("Bearer", None),
+        ("Bearer ", None),
+        (GOOD, None),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_bearer_token(header: str | None, expected: str | None) -> None:
+    assert bearer_token(header) == expected
+
+
+def test_cache_then_one_rate_limited_refresh_on_mismatch() -> None:
+    secret, clock = Secret(json.dumps({"token": GOOD})), Clock()
+    verifier = TokenVerifier(secret, clock=clock, max_age_s=300, min_refresh_interval_s=5)
+    assert verifier.verify(GOOD)
+    assert verifier.verify(GOOD)
+    assert secret.reads == 1  # cached
+    # A flood of wrong tokens right after a load does not reach Secrets Manager.
+    for _ in range(50):
+        assert not verifier.verify(OTHER)
+    assert secret.reads == 1
+    # After the interval, one wrong token triggers one refresh; the next ones wait again.
+    clock.now += 6
+    assert not verifier.verify(OTHER)
+    assert not verifier.verify(OTHER)
+    assert secret.reads == 2
+    # A token added to the secret is accepted on first use after the interval.
+    secret.value = json.dumps({"token": GOOD, "next": OTHER})
+    clock.now += 6
+    assert verifier.verify(OTHER)
+    assert secret.reads == 3
+
+
+def test_cache_expires() -> None:
+    secret, clock = Secret(json.dumps({"token": GOOD})), Clock()
+    verifier = TokenVerifier(secret, clock=clock, max_age_s=300)
+    assert verifier.verify(GOOD)
+    secret.value = json.dumps({"token": OTHER})
+    clock.now += 301
+    assert not verifier.verify(GOOD)
+    assert verifier.verify(OTHER)
+
+
+def test_outage_keeps_cached_tokens_but_a_cold_start_cannot_authenticate() -> None:
+    secret, clock = Secret(json.dumps({"token": GOOD})), Clock()
+    verifier = TokenVerifier(secret, clock=clock)
+    assert verifier.verify(GOOD)
+    secret.broken = True
+    clock.now += 1000
+    assert verifier.verify(GOOD)  # stale but better than refusing every webhook
+    assert not verifier.verify(OTHER)
+    cold = TokenVerifier(secret, clock=clock)
+    with pytest.raises(AuthUnavailableError):
+        cold.verify(GOOD)
+
+
+def test_no_candidate_never_reads_the_secret() -> None:
+    secret = Secret(GOOD)
+    verifier = TokenVerifier(secret)
+    assert not verifier.verify(None, "")
+    assert secret.reads == 0
+
+
+def test_any_of_several_candidates() -> None:
+    verifier = TokenVerifier(Secret(GOOD))
+    assert verifier.verify("wrong-token-xxxxxxxxxxxxx", GOOD)
