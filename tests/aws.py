@@ -75,3 +75,39 @@ def create_ingest_stack(*, tokens: dict[str, str] | None = None) -> IngestStack:
     events.put_rule(Name="capture-all", EventBusName=BUS, EventPattern=json.dumps({"source": [SOURCE]}))
     events.put_targets(Rule="capture-all", EventBusName=BUS, Targets=[{"Id": "capture", "Arn": queue_arn}])
     return IngestStack(events=events, s3=s3, sqs=sqs, secrets=secrets, capture_queue_url=queue_url)
+
+
+TABLE = "ebbot-webhooks-test-table"
+
+
+def create_table_from_template(name: str = TABLE) -> Any:
+    """The table exactly as template.yaml declares it (keys, GSI, TTL), in moto."""
+    from tools.template import load_template
+
+    props = load_template()["Resources"]["Table"]["Properties"]
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=name,
+        BillingMode=props["BillingMode"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+        SSESpecification={"Enabled": props["SSESpecification"]["SSEEnabled"]},
+    )
+    ttl = props["TimeToLiveSpecification"]
+    ddb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": ttl["Enabled"], "AttributeName": ttl["AttributeName"]},
+    )
+    return ddb
+
+
+def table_items(ddb: Any, name: str = TABLE) -> list[dict[str, Any]]:
+    """Every item, deserialised, sorted by key."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    items: list[dict[str, Any]] = []
+    for page in ddb.get_paginator("scan").paginate(TableName=name):
+        items.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
+    return sorted(items, key=lambda i: (i["pk"], i["sk"]))

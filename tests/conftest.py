@@ -46,3 +46,11 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def translated_template() -> dict[str, Any]:
+    """template.yaml through SAM's translator, once per test session."""
+    from tools.stack import translate
+
+    return translate(parameters={"AWS::StackName": "local"})

@@ -1,10 +1,11 @@
-"""Build events/apigw/ (and events/env.json) from events/webhooks/, deterministically.
+"""Build events/apigw/ and events/eventbridge/ from events/webhooks/, deterministically.
 
     python -m tools.events          # rewrite the generated files
     python -m tools.events --check  # exit 1 if they drift from the webhook bodies
 
-The generated API Gateway events are HTTP API payload format 2.0, as the ingest route receives
-them, with fixed request ids and times so that regenerating gives the same bytes.
+The API Gateway events are HTTP API payload format 2.0, as the ingest route receives them; the
+EventBridge events are what a consumer receives for the same webhook. Ids and times are fixed so
+that regenerating gives the same bytes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ import argparse
 import hashlib
 import json
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from shared.envelope import build_metadata
+from shared.models import parse_webhook
+from shared.timestamps import ns_to_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -25,6 +31,8 @@ WEBHOOKS = EVENTS / "webhooks"
 SAMPLE_TOKEN = "local-dev-token-change-me"  # noqa: S105 (a documented local placeholder)
 ROUTE_WITH_TOKEN = "POST /webhook/{token}"  # noqa: S105 (a route key, not a secret)
 API_ID = "a1b2c3d4e5"
+SAMPLE_SOURCE = "ebbot.webhooks"
+SAMPLE_BUS = "ebbot-webhooks-local-bus"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 
@@ -79,12 +87,44 @@ def apigw_event(topic: str, body: str, token: str = SAMPLE_TOKEN) -> dict[str, A
     }
 
 
+def eventbridge_event(topic: str, body: str, *, bus: str = SAMPLE_BUS) -> dict[str, Any]:
+    """The event EventBridge delivers to a consumer for this webhook, as the ingest function builds it.
+
+    Fixed delivery id and receive time (derived from the topic and the body's own timestamp) keep the
+    files stable; `account` is present as AWS sends it (moto omits it).
+    """
+    raw = body.encode()
+    webhook = parse_webhook(json.loads(raw))
+    sent_ns = webhook.sent_at_ns or 1672531200 * 10**9
+    received_ns = sent_ns + 250_000_000  # a quarter second in flight
+    delivery_id = str(uuid.UUID(hashlib.sha256(f"delivery:{topic}".encode()).hexdigest()[:32]))
+    metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
+    return {
+        "version": "0",
+        "id": str(uuid.UUID(hashlib.sha256(f"event:{topic}".encode()).hexdigest()[:32])),
+        "detail-type": topic,
+        "source": SAMPLE_SOURCE,
+        "account": ACCOUNT,
+        "time": ns_to_iso(received_ns)[:19] + "Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {"metadata": metadata.model_dump(), "webhook": json.loads(raw)},
+    }
+
+
 def generated_files() -> dict[Path, str]:
     """Every generated file and its exact content."""
+    webhooks = load_webhooks()
     files = {
         EVENTS / "apigw" / f"{topic}.json": _dump(apigw_event(topic, body))
-        for topic, body in load_webhooks().items()
+        for topic, body in webhooks.items()
     }
+    files.update(
+        {
+            EVENTS / "eventbridge" / f"{topic}.json": _dump(eventbridge_event(topic, body))
+            for topic, body in webhooks.items()
+        }
+    )
     return files
 
 

@@ -7,13 +7,14 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
+from shared.consumer import WebhookEvent
 from tests.conftest import ROOT, TOPICS
 from tools.events import SAMPLE_TOKEN, generated_files
 
 
 def test_generated_events_match_the_files_on_disk() -> None:
     files = generated_files()
-    assert len(files) == len(TOPICS) == 12
+    assert len(files) == 2 * len(TOPICS) == 24
     for path, content in files.items():
         assert path.exists(), f"{path.name} missing: run `make events`"
         assert path.read_text() == content, f"{path.name} drifted: run `make events`"
@@ -56,3 +57,13 @@ def test_env_json_names_every_environment_variable_the_ingest_settings_need() ->
     settings = IngestSettings.from_env(merged)
     assert settings.event_bus_name
     assert settings.token_secret_id
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_eventbridge_event_parses_with_the_consumers_model(topic: str) -> None:
+    event = json.loads((ROOT / "events" / "eventbridge" / f"{topic}.json").read_text())
+    parsed = WebhookEvent.model_validate(event)
+    assert parsed.detail_type == topic
+    assert parsed.account == "123456789012"
+    assert parsed.detail.metadata.topic == topic
+    assert parsed.detail.webhook == json.loads((ROOT / "events" / "webhooks" / f"{topic}.json").read_text())

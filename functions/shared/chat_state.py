@@ -1,0 +1,126 @@
+"""A chat's state as last-writer-wins registers, so delivery order never matters.
+
+EventBridge delivers at least once and in no order. Each chat-state topic writes some fields of
+some groups (status, user, session data, chat attributes); every field remembers the version that
+wrote it: the Ebbot timestamp of the webhook in nanoseconds, then the body's sha256 as a
+deterministic tie-break. A field takes a new value only from a higher version. That merge is
+commutative, associative and idempotent, so any order and any number of deliveries give the same
+state, and chat.data.update and chat.status.change never erase each other (different groups, and
+within a group, different fields).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.envelope import Metadata
+
+GROUPS = ("status", "user", "session", "chat", "close")
+# Fields of the status group wherever they appear (chat.create, chat.update, chat.status.change).
+STATUS_FIELDS = ("status", "type", "handled_by", "supervised")
+
+
+def version_of(metadata: Metadata, ns: int | None = None) -> str:
+    """Sortable version: 20-digit nanoseconds, then the body's sha256 (ties broken the same everywhere)."""
+    instant = ns if ns is not None else int(metadata.occurredAtNs or 0)
+    return f"{instant:020d}#{metadata.bodySha256}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatUpdate:
+    """What one webhook says about a chat: group -> field -> value, all at one version."""
+
+    version: str
+    fields: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class ChatState:
+    """group -> field -> (version, value)."""
+
+    groups: dict[str, dict[str, tuple[str, Any]]] = field(default_factory=dict)
+
+    def merge(self, update: ChatUpdate) -> bool:
+        """Apply an update; True if anything changed."""
+        changed = False
+        for group, values in update.fields.items():
+            registers = self.groups.setdefault(group, {})
+            for name, value in values.items():
+                current = registers.get(name)
+                if current is None or update.version > current[0]:
+                    registers[name] = (update.version, value)
+                    changed = True
+        return changed
+
+    def value(self, group: str, name: str) -> Any:
+        register = self.groups.get(group, {}).get(name)
+        return None if register is None else register[1]
+
+    def values(self, group: str) -> dict[str, Any]:
+        return {name: register[1] for name, register in sorted(self.groups.get(group, {}).items())}
+
+    def latest_ns(self) -> int:
+        """The newest version's instant: the chat's last activity."""
+        versions = [v for registers in self.groups.values() for v, _ in registers.values()]
+        return int(max(versions).split("#", 1)[0]) if versions else 0
+
+    def earliest_ns(self) -> int:
+        versions = [v for registers in self.groups.values() for v, _ in registers.values()]
+        return int(min(versions).split("#", 1)[0]) if versions else 0
+
+    def to_json(self) -> str:
+        document = {
+            g: {n: list(r) for n, r in sorted(regs.items())} for g, regs in sorted(self.groups.items())
+        }
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ChatState:
+        if not text:
+            return cls()
+        document = json.loads(text)
+        return cls({g: {n: (r[0], r[1]) for n, r in regs.items()} for g, regs in document.items()})
+
+
+def _without(data: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in names}
+
+
+def _user_fields(user: Any) -> dict[str, Any]:
+    """A user object's keys as fields; a non-object user is kept whole."""
+    if isinstance(user, dict):
+        return dict(user)
+    return {} if user is None else {"value": user}
+
+
+def update_from_webhook(topic: str, body: Mapping[str, Any], metadata: Metadata) -> ChatUpdate:
+    """Which fields of which groups a chat-state webhook sets. Unknown keys are kept, in their group."""
+    version = version_of(metadata, _sent_ns(metadata))
+    data: Mapping[str, Any] = body.get("data") if isinstance(body.get("data"), dict) else {}  # type: ignore[assignment]
+    fields: dict[str, dict[str, Any]] = {}
+    if topic == "chat.create":
+        fields["status"] = {k: data[k] for k in STATUS_FIELDS if k in data}
+        fields["user"] = _user_fields(data.get("user"))
+        fields["chat"] = _without(data, "id", "user", *STATUS_FIELDS)
+    elif topic == "chat.update":
+        chat: Mapping[str, Any] = body.get("chat") if isinstance(body.get("chat"), dict) else {}  # type: ignore[assignment]
+        fields["status"] = {k: chat[k] for k in STATUS_FIELDS if k in chat}
+        fields["chat"] = _without(chat, "id", "chat_user", *STATUS_FIELDS)
+        chat_user = chat.get("chat_user")
+        if isinstance(chat_user, dict):
+            fields["user"] = {"chat_user": chat_user}
+    elif topic == "chat.status.change":
+        fields["status"] = _without(data, "id")
+    elif topic == "chat.user.update":
+        fields["user"] = _user_fields(data.get("user"))
+    elif topic == "chat.data.update":
+        fields["session"] = _without(data, "id")
+    return ChatUpdate(version, {g: v for g, v in fields.items() if v})
+
+
+def _sent_ns(metadata: Metadata) -> int:
+    """Chat-state topics are ordered by the envelope timestamp (all of them carry one)."""
+    return int(metadata.occurredAtNs or 0)

@@ -1,0 +1,105 @@
+"""chat.close -> the whole transcript in S3, missing messages filled in, the chat marked closed.
+
+The object key is partitioned Hive-style by bot and by the date of the close (Ebbot's timestamp,
+not the receive time), so a replay or redelivery writes the same object, and an unchanged object is
+not written again (versioning would keep every copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import ClientError
+
+from shared.chat_state import ChatUpdate, version_of
+from shared.claim_check import TRANSCRIPTS_PREFIX, resolve_webhook
+from shared.envelope import BusDetail
+from shared.models import ChatClose
+from shared.observability import MetricUnit, logger, metrics
+from shared.store import Store, message_sk
+from shared.timestamps import ns_to_date, ns_to_iso
+
+
+def transcript_key(bot_id: str, chat_id: str, closed_ns: int) -> str:
+    """`transcripts/bot=<botId>/dt=<YYYY-MM-DD>/<chatId>.json`, ids percent-encoded where unsafe."""
+    bot, chat = quote(bot_id, safe="-_.~"), quote(chat_id, safe="-_.~")
+    return f"{TRANSCRIPTS_PREFIX}bot={bot}/dt={ns_to_date(closed_ns)}/{chat}.json"
+
+
+def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> dict[str, Any]:
+    metadata = detail.metadata
+    body = resolve_webhook(detail, s3)
+    webhook = ChatClose.model_validate(body)
+    chat_id = webhook.chat_id
+    closed_ns = webhook.sent_at_ns or int(metadata.occurredAtNs or 0)
+    key = transcript_key(webhook.botId, chat_id, closed_ns)
+    written = _put_if_changed(s3, bucket, key, body)
+
+    # Completeness: every transcript message is stored under the messages consumer's key, once.
+    stored = store.message_keys(chat_id)
+    filled = 0
+    for message in webhook.data.conversation:
+        message_key = message.key(chat_id)
+        ns = message.timestamp_ns if message.timestamp_ns is not None else closed_ns
+        if message_sk(ns, message_key) in stored:
+            continue
+        result = store.put_message(
+            bot_id=webhook.botId,
+            chat_id=chat_id,
+            key=message_key,
+            has_id=message.id is not None,
+            ns=ns,
+            message=message.model_dump(mode="json", exclude_unset=True),
+            source="chat.close",
+        )
+        filled += int(result.written)
+
+    status = (
+        webhook.data.status if isinstance(webhook.data.status, str) and webhook.data.status else "chat_closed"
+    )
+    update = ChatUpdate(
+        version=version_of(metadata, closed_ns),
+        fields={
+            "status": {"status": status},
+            "close": {
+                "closedAt": ns_to_iso(closed_ns),
+                "transcriptKey": key,
+                "messageCount": len(webhook.data.conversation),
+            },
+        },
+    )
+    store.apply_chat_update(bot_id=webhook.botId, chat_id=chat_id, update=update)
+    metrics.add_metric(name="MessagesMissingBeforeClose", unit=MetricUnit.Count, value=filled)
+    metrics.add_metric(name="TranscriptsStored", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "transcript stored",
+        chat_id=chat_id,
+        messages=len(webhook.data.conversation),
+        filled_in=filled,
+        object_written=written,
+    )
+    return {"transcriptKey": key, "messagesFilledIn": filled, "objectWritten": written}
+
+
+def _put_if_changed(s3: Any, bucket: str, key: str, body: dict[str, Any]) -> bool:
+    document = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    digest = hashlib.sha256(document).hexdigest()
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        if head.get("Metadata", {}).get("sha256") == digest:
+            return False
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=document,
+        ContentType="application/json",
+        ChecksumAlgorithm="SHA256",
+        Metadata={"sha256": digest},
+    )
+    return True
