@@ -14,6 +14,15 @@ from hypothesis import HealthCheck, settings
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "EbbotWebhooks/test")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "test")
+# Never a real account, even for module- and session-scoped fixtures that run before the autouse one.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "events" / "webhooks"

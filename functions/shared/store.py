@@ -127,13 +127,14 @@ class Store:
         has_id: bool,
         ns: int,
         message: dict[str, Any],
-        source: str,
+        source: str | None,
     ) -> WriteResult:
         """Store a message once, whichever delivery comes first: the result is the same in any order.
 
         The item holds what every delivery of the message agrees on (id, sender, type, the exact
-        instant, the value and any other fields, each kept from its first writer) and the set of
-        topics that delivered it. `written` is True only for the delivery that created the item.
+        instant, the value and any other fields, each kept from its first writer) and `sources`, the
+        set of message topics that delivered it (absent for a message known only from a chat.close
+        transcript: its webhook never arrived). `written` is True only for the delivery that created it.
         """
         pk, sk = chat_pk(chat_id), message_sk(ns, key)
         fields: dict[str, dict[str, str]] = {}
@@ -159,12 +160,15 @@ class Store:
             names["#ttl"] = "expiresAt"
             values[":ttl"] = ttl["expiresAt"]
             sets.append("#ttl = :ttl")
-        names["#src"] = "sources"
-        values[":src"] = {"SS": [source]}
+        expression = "SET " + ", ".join(sets)
+        if source:
+            names["#src"] = "sources"
+            values[":src"] = {"SS": [source]}
+            expression += " ADD #src :src"
         response = self._ddb.update_item(
             TableName=self._table,
             Key={"pk": _s(pk), "sk": _s(sk)},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD #src :src",
+            UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",

@@ -53,7 +53,7 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
             has_id=message.id is not None,
             ns=ns,
             message=message.model_dump(mode="json", exclude_unset=True),
-            source="chat.close",
+            source=None,  # the transcript is not a message delivery
         )
         filled += int(result.written)
 
