@@ -1,4 +1,4 @@
-"""The README's worked trigger (examples/low-rating-alert): its rule under moto's matcher, and its function."""
+"""The README's worked trigger (examples/low-rating-alert): its rule under moto's matcher, its function."""
 
 from __future__ import annotations
 
