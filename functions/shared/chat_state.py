@@ -24,9 +24,10 @@ STATUS_FIELDS = ("status", "type", "handled_by", "supervised")
 
 
 def version_of(metadata: Metadata, ns: int | None = None) -> str:
-    """Sortable version: 20-digit nanoseconds, then the body's sha256 (ties broken the same everywhere)."""
+    """Sortable version: 20-digit nanoseconds, then 64 bits of the body's sha256 as a tie-break that
+    every delivery and every order agrees on."""
     instant = ns if ns is not None else int(metadata.occurredAtNs or 0)
-    return f"{instant:020d}#{metadata.bodySha256}"
+    return f"{instant:020d}#{metadata.bodySha256[:16]}"
 
 
 @dataclass(frozen=True, slots=True)
