@@ -12,7 +12,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 export AWS_DEFAULT_REGION ?= us-east-1
 # CI sets CI=true: hypothesis then runs its derandomised "ci" profile (tests/conftest.py).
 
-.PHONY: help setup run test lint fmt typecheck events lock bench clean sam-build deploy
+
+.PHONY: help setup run demo send test lint fmt typecheck events lock bench clean sam-build deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,8 +32,14 @@ $(SAM_VENV)/.installed: requirements/sam.in
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed ## create both venvs (project, SAM CLI)
 
-run: $(VENV)/.installed ## the main job: parse every sample and show what goes on the bus
-	$(PY) -m tools.preview
+run: $(VENV)/.installed $(SAM_VENV)/.installed ## the main job: the whole pipeline on localhost, until Ctrl-C
+	$(PY) -m tools run
+
+demo: $(VENV)/.installed $(SAM_VENV)/.installed ## start the local stack, post every sample, show what was stored, stop
+	$(PY) -m tools demo
+
+send: $(VENV)/.installed ## post every sample to the running local stack and show what was stored
+	$(PY) -m tools send
 
 test: $(VENV)/.installed $(SAM_VENV)/.installed ## lint, type-check and run every test
 	$(VENV)/bin/ruff check .

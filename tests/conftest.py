@@ -24,6 +24,11 @@ os.environ.update(
     AWS_REGION="us-east-1",
 )
 
+# moto's EventBridge delivery re-parses JSONPath on every event; the local stack memoises it, so do we.
+from tools.local.moto_server import apply_speedups  # noqa: E402
+
+apply_speedups()
+
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "events" / "webhooks"
 TOPICS = sorted(path.name.removesuffix(".json") for path in WEBHOOKS.glob("*.json"))

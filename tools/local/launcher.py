@@ -1,0 +1,317 @@
+"""Start the whole pipeline on this machine: moto's server, the stack from template.yaml, the functions.
+
+Nothing here lists a table, bucket, rule or function: they come from template.yaml through SAM's
+translator and moto's CloudFormation (tools.stack). Settings come from the environment:
+
+| variable | default | meaning |
+|---|---|---|
+| EBBOT_LOCAL_WEBHOOK_PORT | 3000 | port of the webhook routes on 127.0.0.1 |
+| EBBOT_LOCAL_AWS_PORT | 4566 | port of moto's server (the AWS endpoint) on 127.0.0.1 |
+| EBBOT_LOCAL_TOKEN | local-dev-token-change-me | the webhook token (events/apigw uses it) |
+| EBBOT_LOCAL_DIR | .local | where outputs.json, state and logs are written |
+| EBBOT_LOCAL_TEMPLATE | template.yaml | the template to run |
+| EBBOT_LOCAL_RETRY_DELAY | 0.2 | seconds between a failed invocation's retries (Lambda: 60 and 120) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tools.events import SAMPLE_TOKEN
+from tools.stack import ROOT, Clients, Deployment, StackError, deploy, route_targets_to_queues
+
+REGION = "us-east-1"
+
+
+class LocalStackError(Exception):
+    """Something a newcomer can fix; the message says what."""
+
+
+@dataclass
+class Settings:
+    webhook_port: int = 3000
+    aws_port: int = 4566
+    token: str = SAMPLE_TOKEN
+    state_dir: Path = ROOT / ".local"
+    template: Path = ROOT / "template.yaml"
+    retry_delay_s: float = 0.2
+    verbose: bool = True
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        try:
+            return cls(
+                webhook_port=int(env.get("EBBOT_LOCAL_WEBHOOK_PORT", 3000)),
+                aws_port=int(env.get("EBBOT_LOCAL_AWS_PORT", 4566)),
+                token=env.get("EBBOT_LOCAL_TOKEN", SAMPLE_TOKEN),
+                state_dir=Path(env.get("EBBOT_LOCAL_DIR", ROOT / ".local")),
+                template=Path(env.get("EBBOT_LOCAL_TEMPLATE", ROOT / "template.yaml")),
+                retry_delay_s=float(env.get("EBBOT_LOCAL_RETRY_DELAY", 0.2)),
+            )
+        except ValueError as exc:
+            raise LocalStackError(f"bad EBBOT_LOCAL_* setting: {exc}") from None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.aws_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/webhook"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _aws_environment(settings: Settings) -> dict[str, str]:
+    """What every process needs to talk to moto, and only to moto."""
+    return {
+        "AWS_ENDPOINT_URL": settings.endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    deployment: Deployment
+    moto: subprocess.Popen[bytes]
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def check_alive(self) -> str | None:
+        """The name of a process that has exited, if any."""
+        if self.moto.poll() is not None:
+            return "moto server"
+        return next((name for name, proc in self.workers.items() if proc.poll() is not None), None)
+
+    def stop(self) -> None:
+        for proc in [*self.workers.values(), self.moto]:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self.workers.values(), self.moto]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in self._logs:
+            log.close()
+
+
+def _start_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.local.moto_server", str(settings.aws_port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **_aws_environment(settings)},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LocalStackError(f"moto's server exited at start; see {log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", settings.aws_port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise LocalStackError("moto's server did not start within 30 s")
+
+
+def _http_function(deployment: Deployment) -> str | None:
+    """The function behind the HTTP API: the one API Gateway is allowed to invoke."""
+    for resource in deployment.template["Resources"].values():
+        props = resource.get("Properties", {})
+        if (
+            resource["Type"] == "AWS::Lambda::Permission"
+            and props.get("Principal") == "apigateway.amazonaws.com"
+        ):
+            ref = props.get("FunctionName", {})
+            return str(ref.get("Ref")) if isinstance(ref, dict) else None
+    return None
+
+
+def _state(
+    settings: Settings, deployment: Deployment, queues: dict[str, Any], clients: Clients
+) -> dict[str, Any]:
+    def url_of(arn: str | None) -> str | None:
+        if not arn:
+            return None
+        return str(clients.sqs.get_queue_url(QueueName=arn.split(":")[-1])["QueueUrl"])
+
+    functions = {}
+    for logical, fn in deployment.functions.items():
+        resource = deployment.template["Resources"][logical]["Properties"]
+        functions[logical] = {
+            "logical_id": logical,
+            "name": fn.name,
+            "arn": fn.arn,
+            "handler": fn.handler,
+            "environment": fn.environment,
+            "timeout_s": fn.timeout_s,
+            "memory": resource.get("MemorySize", 128),
+            "max_retry_attempts": fn.max_retry_attempts,
+            "on_failure_url": url_of(fn.on_failure_arn),
+        }
+    return {
+        "endpoint": settings.endpoint,
+        "webhook_port": settings.webhook_port,
+        "http_function": _http_function(deployment),
+        "functions": functions,
+        "queues": {
+            url: {
+                "url": url,
+                "function": target.function,
+                "function_arn": deployment.functions[target.function].arn,
+                "rule_arn": target.rule_arn,
+                "dlq_url": url_of(target.dead_letter_arn),
+                "max_event_age_s": target.max_event_age_s,
+            }
+            for url, target in queues.items()
+        },
+        "worker_environment": {
+            **_aws_environment(settings),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+        },
+        "ready_dir": str(settings.state_dir / "ready"),
+        "retry_delay_s": settings.retry_delay_s,
+        "verbose": settings.verbose,
+    }
+
+
+def start(settings: Settings) -> LocalStack:
+    """Start everything, or raise LocalStackError with what to fix. The caller must `stop()` it."""
+    for name, port in (("webhook", settings.webhook_port), ("AWS endpoint", settings.aws_port)):
+        if not _port_free(port):
+            variable = "EBBOT_LOCAL_WEBHOOK_PORT" if name == "webhook" else "EBBOT_LOCAL_AWS_PORT"
+            raise LocalStackError(
+                f"port {port} ({name}) is in use on 127.0.0.1: stop what uses it (is the stack already "
+                f"running?) or choose another port with {variable}=<port>"
+            )
+    if not settings.template.exists():
+        raise LocalStackError(f"no template at {settings.template}")
+    state_dir = settings.state_dir
+    shutil.rmtree(state_dir / "ready", ignore_errors=True)
+    (state_dir / "ready").mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    moto_log = (state_dir / "logs" / "moto.log").open("wb")
+    moto = _start_moto(settings, moto_log)
+    try:
+        os.environ.update(_aws_environment(settings))
+        clients = Clients(endpoint_url=settings.endpoint, region=REGION)
+        try:
+            deployment = deploy(clients, template=settings.template, token=settings.token)
+        except StackError as exc:
+            raise LocalStackError(f"template error: {exc}") from None
+        queues = route_targets_to_queues(clients, deployment)
+        state = _state(settings, deployment, queues, clients)
+        (state_dir / "state.json").write_text(json.dumps(state, indent=1))
+        stack = LocalStack(settings, deployment, moto, _logs=[moto_log])
+        _start_workers(stack, state)
+    except BaseException:
+        moto.terminate()
+        moto_log.close()
+        raise
+    stack.outputs = _write_outputs(settings, deployment)
+    return stack
+
+
+def _start_workers(stack: LocalStack, state: dict[str, Any]) -> None:
+    settings = stack.settings
+    consumers = {q["function"] for q in state["queues"].values()}
+    wanted = sorted(consumers | ({state["http_function"]} if state["http_function"] else set()))
+    for logical in wanted:
+        log = (settings.state_dir / "logs" / f"{logical}.log").open("wb")
+        stack._logs.append(log)
+        stack.workers[logical] = subprocess.Popen(
+            [sys.executable, "-m", "tools.local.worker", str(settings.state_dir / "state.json"), logical],
+            cwd=ROOT,
+            stdout=log,  # the functions' JSON logs
+            stderr=None,  # one line per invocation, and errors, on the console
+            env={**os.environ, **state["worker_environment"]},
+        )
+    deadline = time.monotonic() + 60
+    ready_dir = Path(state["ready_dir"])
+    while time.monotonic() < deadline:
+        dead = [name for name, proc in stack.workers.items() if proc.poll() is not None]
+        if dead:
+            stack.stop()
+            raise LocalStackError(
+                f"{', '.join(dead)} did not start (see the error above, and .local/logs/{dead[0]}.log)"
+            )
+        if all((ready_dir / name).exists() for name in wanted):
+            return
+        time.sleep(0.1)
+    stack.stop()
+    raise LocalStackError("the functions did not start within 60 s")
+
+
+def _write_outputs(settings: Settings, deployment: Deployment) -> dict[str, Any]:
+    outputs: dict[str, Any] = dict(deployment.outputs)
+    outputs.update(
+        {
+            "WebhookUrl": f"{settings.webhook_url}/{settings.token}",
+            "WebhookToken": settings.token,
+            "AwsEndpointUrl": settings.endpoint,
+            "Region": REGION,
+        }
+    )
+    outputs.pop("EventArchiveName", None)  # moto reports an object's repr here
+    (settings.state_dir / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n")
+    return outputs
+
+
+def banner(stack: LocalStack) -> str:
+    o = stack.outputs
+    s = stack.settings
+    lines = [
+        "The Ebbot webhook pipeline is running locally (Ctrl-C stops it).",
+        "",
+        f"  Webhook URL     {s.webhook_url}/<token>",
+        f"                  (or POST {s.webhook_url} with Authorization: Bearer <token>)",
+        f"  Token           {o['WebhookToken']}",
+        f"  AWS endpoint    {o['AwsEndpointUrl']}   (region {o['Region']}, any credentials)",
+        f"  Event bus       {o.get('EventBusName')}",
+        f"  Table           {o.get('TableName')}",
+        f"  Bucket          {o.get('DataBucketName')}",
+        f"  Outputs         {s.state_dir / 'outputs.json'}    Logs: {s.state_dir / 'logs'}/",
+        "",
+        "Try:",
+        f"  curl -s -X POST {s.webhook_url}/{s.token} -H 'content-type: application/json' \\",
+        "       --data @events/webhooks/chat.create.json",
+        f"  aws --endpoint-url {o['AwsEndpointUrl']} dynamodb scan --table-name {o.get('TableName')}",
+        "  .venv/bin/python -m tools send      # posts every sample and shows what was stored",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""moto's server for the local stack, with two documented changes.
+
+1. Speed: moto matches EventBridge rules itself (we keep its matcher), but on every delivery to a
+   target it re-parses the same few JSONPath expressions with jsonpath-ng, whose `parse` rebuilds
+   its parser tables each time (about 13 ms a call, about 120 ms of CPU per matched target).
+   Memoising `parse` lifts moto's 3-7 deliveries per second to well over a hundred. moto imports
+   `parse` from `jsonpath_ng.ext` at call time, so replacing that attribute before the server
+   starts is enough; parsed expressions are immutable, so sharing them is safe.
+2. Atomicity: DynamoDB applies each request to an item atomically, moto's threaded server does
+   not (two concurrent UpdateItems that both create an item can lose one's attributes). Requests
+   are applied one at a time. moto holds the interpreter lock for nearly all of a request anyway,
+   so this costs little; clients must not long-poll SQS (a wait would hold the lock).
+
+    python -m tools.local.moto_server PORT
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def apply_speedups() -> None:
+    import jsonpath_ng.ext
+
+    if not hasattr(jsonpath_ng.ext.parse, "cache_info"):  # type: ignore[attr-defined]
+        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse)  # type: ignore[attr-defined]
+
+
+class OneAtATime:
+    """WSGI middleware: one request inside moto at a time."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+def main(argv: list[str]) -> None:
+    apply_speedups()
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple("127.0.0.1", int(argv[0]), OneAtATime(app), threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,78 @@
+"""One function of the template in a process of its own, with the environment the template gives it.
+
+    python -m tools.local.worker STATE_FILE FUNCTION_LOGICAL_ID
+
+The ingest function serves the HTTP API routes; a consumer polls the queues that stand in for its
+rule targets. A process per function keeps each function's environment (and Powertools' settings,
+read at import) its own, as in Lambda, and lets the functions use both cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def _report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    state_file, logical_id = Path(argv[0]), argv[1]
+    state: dict[str, Any] = json.loads(state_file.read_text())
+    function = state["functions"][logical_id]
+    os.environ.update({k: str(v) for k, v in function["environment"].items()})
+    os.environ.update(state["worker_environment"])
+
+    # Imported only now: Powertools reads its settings from the environment at import.
+    import boto3
+
+    from tools.local.runtime import AsyncInvoker, HandlerImportError, Invoker, poll_queue, serve_ingest
+
+    try:
+        invoker = Invoker(function)
+    except HandlerImportError as exc:
+        _report(f"error: {exc}")
+        return 3
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    report = _report if state.get("verbose", True) else (lambda _: None)
+
+    if logical_id == state.get("http_function"):
+        try:
+            server = serve_ingest(invoker, int(state["webhook_port"]), report=report)
+        except OSError as exc:
+            _report(f"error: cannot listen on 127.0.0.1:{state['webhook_port']}: {exc}")
+            return 4
+        Path(state["ready_dir"], logical_id).touch()
+        stop.wait()
+        server.shutdown()
+        return 0
+
+    sqs = boto3.client("sqs")
+    async_invoker = AsyncInvoker(
+        invoker, sqs, retry_delay_s=float(state.get("retry_delay_s", 0.2)), report=report
+    )
+    threads = [
+        threading.Thread(target=poll_queue, args=(sqs, queue, async_invoker, stop), daemon=True)
+        for queue in state["queues"].values()
+        if queue["function"] == logical_id
+        for _ in range(int(state.get("pollers_per_queue", 2)))
+    ]
+    for thread in threads:
+        thread.start()
+    Path(state["ready_dir"], logical_id).touch()
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
