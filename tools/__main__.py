@@ -11,6 +11,7 @@ python -m tools redrive [--dry-run]   re-deliver spilled and dead-lettered event
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -231,7 +232,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     event = json.loads(Path(args.event).read_text()) if args.event != "-" else json.load(sys.stdin)
     from tools.local.runtime import Invoker
 
-    result = Invoker(function).invoke(event)
+    # As `sam local invoke`: the function's logs on stderr, its result alone on stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = Invoker(function).invoke(event)
     print(json.dumps(result, indent=2, default=str))
     return 0
 

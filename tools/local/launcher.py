@@ -15,9 +15,11 @@ translator and moto's CloudFormation (tools.stack). Settings come from the envir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,9 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.events import SAMPLE_TOKEN
-from tools.stack import ROOT, Clients, Deployment, StackError, deploy, route_targets_to_queues
+from tools.stack import ROOT, Clients, Deployment, StackError, deploy, route_targets_to_queues, translate
 
 REGION = "us-east-1"
+STACK_NAME = "local"
+SAM_PINS = ROOT / "requirements" / "sam.in"
 
 
 class LocalStackError(Exception):
@@ -100,7 +104,7 @@ def _aws_environment(settings: Settings) -> dict[str, str]:
 @dataclass
 class LocalStack:
     settings: Settings
-    deployment: Deployment
+    deployment: Deployment | None
     moto: subprocess.Popen[bytes]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -113,37 +117,67 @@ class LocalStack:
         return next((name for name, proc in self.workers.items() if proc.poll() is not None), None)
 
     def stop(self) -> None:
-        for proc in [*self.workers.values(), self.moto]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [*self.workers.values(), self.moto]:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # The functions first, while moto still answers their last calls; then moto.
+        for group in (list(self.workers.values()), [self.moto]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         for log in self._logs:
             log.close()
 
 
-def _start_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
+def _die_with_parent() -> None:
+    """Runs in each child before exec: on Linux, SIGTERM the child when the launcher dies, however
+    it dies (a kill -9 or a test's timeout included), so no orphan keeps a port or a core."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the workers also watch their parent themselves
+
+
+def _spawn_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "tools.local.moto_server", str(settings.aws_port)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **_aws_environment(settings)},
+        preexec_fn=_die_with_parent,
     )
-    deadline = time.monotonic() + 30
+
+
+def _wait_for_moto(settings: Settings, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LocalStackError(f"moto's server exited at start; see {log.name}")
         try:
             with socket.create_connection(("127.0.0.1", settings.aws_port), timeout=0.5):
-                return proc
+                return
         except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise LocalStackError("moto's server did not start within 30 s")
+            time.sleep(0.05)
+    raise LocalStackError("moto's server did not start within 60 s")
+
+
+def _translate_cached(settings: Settings) -> dict[str, Any]:
+    """SAM's translation of the template, cached by the template's content (translation takes seconds)."""
+    # The template and the translator's pinned version decide the output.
+    digest = hashlib.sha256(settings.template.read_bytes() + SAM_PINS.read_bytes()).hexdigest()[:24]
+    cache = settings.state_dir / "cache" / f"translated-{digest}.json"
+    if cache.exists():
+        cached: dict[str, Any] = json.loads(cache.read_text())
+        return cached
+    cfn = translate(settings.template, {"AWS::StackName": STACK_NAME})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(cfn))
+    return cfn
 
 
 def _http_function(deployment: Deployment) -> str | None:
@@ -211,7 +245,12 @@ def _state(
 
 
 def start(settings: Settings) -> LocalStack:
-    """Start everything, or raise LocalStackError with what to fix. The caller must `stop()` it."""
+    """Start everything, or raise LocalStackError with what to fix. The caller must `stop()` it.
+
+    Most of the start is imports (moto's backends, each function's libraries) and SAM's translator,
+    so they overlap: moto and one process per function start at once, the functions preload their
+    libraries and wait for the deployment's details in state.json.
+    """
     for name, port in (("webhook", settings.webhook_port), ("AWS endpoint", settings.aws_port)):
         if not _port_free(port):
             variable = "EBBOT_LOCAL_WEBHOOK_PORT" if name == "webhook" else "EBBOT_LOCAL_AWS_PORT"
@@ -222,36 +261,50 @@ def start(settings: Settings) -> LocalStack:
     if not settings.template.exists():
         raise LocalStackError(f"no template at {settings.template}")
     state_dir = settings.state_dir
-    shutil.rmtree(state_dir / "ready", ignore_errors=True)
+    for stale in ("ready", "state.json", "outputs.json"):
+        path = state_dir / stale
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     (state_dir / "ready").mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     moto_log = (state_dir / "logs" / "moto.log").open("wb")
-    moto = _start_moto(settings, moto_log)
+    os.environ.update(_aws_environment(settings))
+    moto = _spawn_moto(settings, moto_log)
+    stack = LocalStack(settings, None, moto, _logs=[moto_log])
     try:
-        os.environ.update(_aws_environment(settings))
-        clients = Clients(endpoint_url=settings.endpoint, region=REGION)
         try:
-            deployment = deploy(clients, template=settings.template, token=settings.token)
+            cfn = _translate_cached(settings)
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
+        functions = sorted(n for n, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function")
+        _spawn_workers(stack, functions)
+        _wait_for_moto(settings, moto, moto_log)
+        clients = Clients(endpoint_url=settings.endpoint, region=REGION)
+        try:
+            deployment = deploy(clients, template=settings.template, token=settings.token, cfn=cfn)
+        except StackError as exc:
+            raise LocalStackError(f"template error: {exc}") from None
+        stack.deployment = deployment
         queues = route_targets_to_queues(clients, deployment)
         state = _state(settings, deployment, queues, clients)
-        (state_dir / "state.json").write_text(json.dumps(state, indent=1))
-        stack = LocalStack(settings, deployment, moto, _logs=[moto_log])
-        _start_workers(stack, state)
+        partial = state_dir / "state.json.partial"
+        partial.write_text(json.dumps(state, indent=1))
+        partial.rename(state_dir / "state.json")  # workers see it whole or not at all
+        _wait_for_workers(stack, state)
     except BaseException:
-        moto.terminate()
-        moto_log.close()
+        stack.stop()
         raise
     stack.outputs = _write_outputs(settings, deployment)
     return stack
 
 
-def _start_workers(stack: LocalStack, state: dict[str, Any]) -> None:
+def _spawn_workers(stack: LocalStack, functions: list[str]) -> None:
     settings = stack.settings
-    consumers = {q["function"] for q in state["queues"].values()}
-    wanted = sorted(consumers | ({state["http_function"]} if state["http_function"] else set()))
-    for logical in wanted:
+    env = {
+        **os.environ,
+        **_aws_environment(settings),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+    }
+    for logical in functions:
         log = (settings.state_dir / "logs" / f"{logical}.log").open("wb")
         stack._logs.append(log)
         stack.workers[logical] = subprocess.Popen(
@@ -259,21 +312,24 @@ def _start_workers(stack: LocalStack, state: dict[str, Any]) -> None:
             cwd=ROOT,
             stdout=log,  # the functions' JSON logs
             stderr=None,  # one line per invocation, and errors, on the console
-            env={**os.environ, **state["worker_environment"]},
+            env=env,
+            preexec_fn=_die_with_parent,
         )
+
+
+def _wait_for_workers(stack: LocalStack, state: dict[str, Any]) -> None:
     deadline = time.monotonic() + 60
     ready_dir = Path(state["ready_dir"])
     while time.monotonic() < deadline:
         dead = [name for name, proc in stack.workers.items() if proc.poll() is not None]
         if dead:
-            stack.stop()
             raise LocalStackError(
-                f"{', '.join(dead)} did not start (see the error above, and .local/logs/{dead[0]}.log)"
+                f"{', '.join(dead)} did not start (see the error above, and "
+                f"{stack.settings.state_dir / 'logs' / dead[0]}.log)"
             )
-        if all((ready_dir / name).exists() for name in wanted):
+        if all((ready_dir / name).exists() for name in stack.workers):
             return
-        time.sleep(0.1)
-    stack.stop()
+        time.sleep(0.05)
     raise LocalStackError("the functions did not start within 60 s")
 
 

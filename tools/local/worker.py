@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,37 @@ def _report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _preload() -> None:
+    """Import the heavy libraries while the stack is still being deployed. Nothing here reads the
+    function's environment: Powertools' logger, tracer and metrics are created by our own modules,
+    which are imported only once the environment is set."""
+    import boto3  # noqa: F401
+    import pydantic  # noqa: F401
+    from aws_lambda_powertools.utilities import parser  # noqa: F401
+
+
+def _wait_for(state_file: Path, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while not state_file.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{state_file} did not appear")
+        time.sleep(0.05)
+    state: dict[str, Any] = json.loads(state_file.read_text())
+    return state
+
+
+def _wait_while_parent_lives(stop: threading.Event) -> None:
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:  # the launcher is gone: so are we
+            return
+
+
 def main(argv: list[str]) -> int:
     state_file, logical_id = Path(argv[0]), argv[1]
-    state: dict[str, Any] = json.loads(state_file.read_text())
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # until the function runs
+    _preload()
+    state = _wait_for(state_file)
     function = state["functions"][logical_id]
     os.environ.update({k: str(v) for k, v in function["environment"].items()})
     os.environ.update(state["worker_environment"])
@@ -41,7 +70,7 @@ def main(argv: list[str]) -> int:
         return 3
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the launcher, which stops us
     report = _report if state.get("verbose", True) else (lambda _: None)
 
     if logical_id == state.get("http_function"):
@@ -51,7 +80,7 @@ def main(argv: list[str]) -> int:
             _report(f"error: cannot listen on 127.0.0.1:{state['webhook_port']}: {exc}")
             return 4
         Path(state["ready_dir"], logical_id).touch()
-        stop.wait()
+        _wait_while_parent_lives(stop)
         server.shutdown()
         return 0
 
@@ -68,10 +97,8 @@ def main(argv: list[str]) -> int:
     for thread in threads:
         thread.start()
     Path(state["ready_dir"], logical_id).touch()
-    stop.wait()
-    for thread in threads:
-        thread.join(timeout=3)
-    return 0
+    _wait_while_parent_lives(stop)
+    return 0  # pollers are daemon threads; an unfinished event stays in its queue
 
 
 if __name__ == "__main__":
