@@ -30,8 +30,15 @@ def _run_sam_tool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cfn_lint_passes() -> None:
-    result = _run_sam_tool("cfn-lint", "template.yaml")
+def test_cfn_lint_with_the_serverless_rules_passes() -> None:
+    result = _run_sam_tool(
+        "cfn-lint",
+        "--append-rules",
+        "cfn_lint_serverless.rules",
+        "--",
+        "template.yaml",
+        "examples/low-rating-alert/template.yaml",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
