@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # CI sets CI=true: hypothesis then runs its derandomised "ci" profile (tests/conftest.py).
 
 
-.PHONY: help setup run demo send test lint fmt typecheck events lock bench clean sam-build deploy
+.PHONY: help setup run demo send load test lint fmt typecheck events lock bench clean sam-build deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ demo: $(VENV)/.installed $(SAM_VENV)/.installed ## start the local stack, post e
 
 send: $(VENV)/.installed ## post every sample to the running local stack and show what was stored
 	$(PY) -m tools send
+
+load: $(VENV)/.installed ## several thousand generated webhooks against the running local stack (make run)
+	$(PY) -m tools.load --chats $${CHATS:-400} --concurrency $${CONCURRENCY:-32}
 
 test: $(VENV)/.installed $(SAM_VENV)/.installed ## lint, type-check and run every test
 	$(VENV)/bin/ruff check .

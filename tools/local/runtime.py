@@ -145,6 +145,7 @@ def poll_queue(
 ) -> None:
     """Receive the rule target's events and invoke the function for each, until `stop` is set."""
     url = queue["url"]
+    idle_s = 0.0
     while not stop.is_set():
         try:
             # Short polls: a long poll would hold moto's request lock (tools.local.moto_server).
@@ -160,7 +161,12 @@ def poll_queue(
             time.sleep(0.5)
             continue
         if not batch.get("Messages"):
-            stop.wait(0.05)
+            # Back off while idle (moto spends CPU on every poll), but stay quick to pick up work.
+            idle_s = min(0.5, idle_s * 2 or 0.02)
+            stop.wait(idle_s)
+            continue
+        idle_s = 0.0
+        handled: list[dict[str, str]] = []
         for message in batch.get("Messages", []):
             event = json.loads(message["Body"])
             event.setdefault("account", ACCOUNT)  # moto leaves it out; AWS always sends it
@@ -173,7 +179,9 @@ def poll_queue(
                 )
             else:
                 async_invoker.handle(event)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
+        # Deleted once handled (or dead-lettered), in one request for the batch.
+        sqs.delete_message_batch(QueueUrl=url, Entries=handled)
 
 
 def _dead_letter(sqs: Any, queue: dict[str, Any], event: dict[str, Any], code: str) -> None:
@@ -245,6 +253,7 @@ def serve_ingest(
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "ebbot-webhooks-local"
+        protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # the access log below never shows the path (it may hold the token)
@@ -290,7 +299,10 @@ def serve_ingest(
             else:
                 self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b'{"message":"Method Not Allowed"}')
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # a burst of connections must queue, not be reset
+
+    server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="ingest-http", daemon=True).start()
     return server

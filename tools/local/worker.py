@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
         threading.Thread(target=poll_queue, args=(sqs, queue, async_invoker, stop), daemon=True)
         for queue in state["queues"].values()
         if queue["function"] == logical_id
-        for _ in range(int(state.get("pollers_per_queue", 2)))
+        for _ in range(int(state.get("pollers_per_queue", 1)))
     ]
     for thread in threads:
         thread.start()

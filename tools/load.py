@@ -1,0 +1,228 @@
+"""Generated conversations posted to the local stack over HTTP: a bounded, loopback-only load.
+
+    python -m tools.load --chats 300 --concurrency 32        (the stack must be running: make run)
+
+Each chat: chat.create, chat.data.update, a few messages (each by its sender topic, some also by
+chat.message), a status change, and chat.close with the transcript, which holds one message whose
+webhook is never sent. Delivery is shuffled and a share is sent twice. The result is checked
+exactly: every chat closed, every message stored once, every transcript in S3, no 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+BOT = "ebloadtest00000000000000000000"
+BASE_MS = 1_700_000_000_000
+
+
+@dataclass
+class Plan:
+    webhooks: list[bytes]
+    chats: dict[str, int]  # chat id -> messages expected (including the transcript-only one)
+    unique: int
+
+
+def conversation(rng: random.Random, index: int) -> tuple[str, list[dict[str, Any]], int]:
+    chat = f"{BASE_MS // 1000}.{index:03d}.{rng.getrandbits(64):016x}-load"
+    start = BASE_MS + index * 60_000
+    out: list[dict[str, Any]] = []
+
+    def hook(topic: str, at: int, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "topic": topic,
+            "botId": BOT,
+            "data": data,
+            "requestId": f"{chat}-{len(out)}",
+            "timestamp": at,
+        }
+
+    out.append(hook("chat.create", start, {"id": chat, "status": "ongoing", "user": {"first_name": "Load"}}))
+    out.append(hook("chat.data.update", start + 1, {"id": chat, "browser": "load"}))
+    transcript = []
+    count = rng.randint(3, 8)
+    for m in range(count + 1):
+        sender = rng.choice(["user", "bot", "agent", "system"])
+        at = start + 1000 + m * 700 + rng.randint(0, 300)
+        message = {"id": f"{chat}-m{m}", "sender": sender, "type": "text", "value": f"message {m}"}
+        transcript.append({**message, "timestamp": f"{at // 1000}.{at % 1000:03d}000000"})
+        if m == count:
+            break  # this one only ever appears in the transcript
+        stamped = {**message, "chatId": chat, "timestamp": f"{at}.000000000"}
+        out.append(hook(f"chat.{sender}.message", at, stamped))
+        if rng.random() < 0.3:
+            out.append(hook("chat.message", at, stamped))
+    out.append(hook("chat.status.change", start + 30_000, {"id": chat, "status": "handled"}))
+    out.append(hook("chat.close", start + 31_000, {"id": chat, "conversation": transcript}))
+    return chat, out, count + 1
+
+
+def plan(chats: int, *, seed: int = 7, duplicate_share: float = 0.1) -> Plan:
+    rng = random.Random(seed)  # noqa: S311 (reproducible test data, not secrets)
+    webhooks: list[bytes] = []
+    expected: dict[str, int] = {}
+    for index in range(chats):
+        chat, hooks, messages = conversation(rng, index)
+        expected[chat] = messages
+        webhooks.extend(json.dumps(h).encode() for h in hooks)
+    unique = len(webhooks)
+    webhooks.extend(rng.sample(webhooks, int(unique * duplicate_share)))
+    rng.shuffle(webhooks)
+    return Plan(webhooks, expected, unique)
+
+
+@dataclass
+class Result:
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return sum(self.statuses.values())
+
+
+def post_all(url: str, webhooks: list[bytes], concurrency: int, timeout_s: float = 600) -> Result:
+    """POST every body with `concurrency` workers, one keep-alive connection each. Loopback only."""
+    import http.client
+
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the load generator only targets a stack on this machine")
+    result = Result()
+    deadline = time.monotonic() + timeout_s
+
+    def worker(chunk: list[bytes]) -> list[tuple[int, float]]:
+        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        out = []
+        for body in chunk:
+            if time.monotonic() > deadline:
+                break
+            started = time.monotonic()
+            connection.request("POST", parts.path, body=body, headers={"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            out.append((response.status, (time.monotonic() - started) * 1000))
+        connection.close()
+        return out
+
+    chunks = [webhooks[i::concurrency] for i in range(concurrency)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for outcomes in pool.map(worker, chunks):
+            for status, ms in outcomes:
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                result.latencies_ms.append(ms)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """chat id -> {status, messages, transcriptKey} for the load test's bot, and the transcript keys."""
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+
+    def client(name: str) -> Any:
+        return boto3.client(
+            name,
+            endpoint_url=outputs["AwsEndpointUrl"],
+            region_name=outputs["Region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 (moto)
+        )
+
+    deserializer = TypeDeserializer()
+    chats: dict[str, dict[str, Any]] = {}
+    for page in client("dynamodb").get_paginator("scan").paginate(TableName=outputs["TableName"]):
+        for raw in page["Items"]:
+            item = {k: deserializer.deserialize(v) for k, v in raw.items()}
+            if item.get("botId") != BOT:
+                continue
+            chat = chats.setdefault(item["chatId"], {"messages": 0})
+            if item["sk"] == "CHAT":
+                chat["status"] = item.get("status")
+                chat["transcriptKey"] = item.get("transcriptKey")
+            elif item["sk"].startswith("MSG#"):
+                chat["messages"] += 1
+    keys: set[str] = set()
+    for page in (
+        client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=outputs["DataBucketName"], Prefix=f"transcripts/bot={BOT}/")
+    ):
+        keys.update(o["Key"] for o in page.get("Contents", []))
+    return chats, keys
+
+
+def check(plan_: Plan, outputs: dict[str, Any]) -> list[str]:
+    """What differs from the expected end state (empty when exact)."""
+    chats, keys = stored(outputs)
+    problems = []
+    if set(chats) != set(plan_.chats):
+        problems.append(f"chats: {len(chats)} stored, {len(plan_.chats)} expected")
+    for chat, messages in plan_.chats.items():
+        got = chats.get(chat, {})
+        if (
+            got.get("messages") != messages
+            or got.get("status") != "chat_closed"
+            or got.get("transcriptKey") not in keys
+        ):
+            problems.append(f"{chat}: {got} (expected {messages} messages, closed, transcript)")
+    if len(keys) != len(plan_.chats):
+        problems.append(f"transcripts: {len(keys)} stored, {len(plan_.chats)} expected")
+    return problems
+
+
+def wait_until_exact(plan_: Plan, outputs: dict[str, Any], timeout_s: float) -> tuple[list[str], float]:
+    started = time.monotonic()
+    problems = check(plan_, outputs)
+    while problems and time.monotonic() - started < timeout_s:
+        time.sleep(1)
+        problems = check(plan_, outputs)
+    return problems, time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.__main__ import running_outputs
+
+    parser = argparse.ArgumentParser(prog="python -m tools.load", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--chats", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    outputs = running_outputs()
+    work = plan(args.chats)
+    print(
+        f"posting {len(work.webhooks)} webhooks ({work.unique} unique), {args.chats} chats, c={args.concurrency}"
+    )
+    result = post_all(outputs["WebhookUrl"], work.webhooks, args.concurrency, args.timeout)
+    rate = result.sent / result.seconds
+    print(f"posted in {result.seconds:.1f} s ({rate:.0f}/s accepted): statuses {result.statuses}")
+    p50, p99 = percentile(result.latencies_ms, 0.5), percentile(result.latencies_ms, 0.99)
+    print(f"POST latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    problems, waited = wait_until_exact(work, outputs, args.timeout)
+    print(f"stored state {'exact' if not problems else 'WRONG'} {waited:.1f} s after the last POST")
+    total = result.seconds + waited
+    print(
+        f"end to end: {len(work.webhooks)} webhooks stored in {total:.1f} s = {len(work.webhooks) / total:.1f}/s"
+    )
+    for problem in problems[:20]:
+        print("  " + problem)
+    return 1 if problems or any(s >= 500 for s in result.statuses) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
