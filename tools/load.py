@@ -205,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     outputs = running_outputs()
     work = plan(args.chats)
-    print(
-        f"posting {len(work.webhooks)} webhooks ({work.unique} unique), {args.chats} chats, c={args.concurrency}"
-    )
+    print(f"posting {len(work.webhooks)} webhooks ({work.unique} unique), c={args.concurrency}")
     result = post_all(outputs["WebhookUrl"], work.webhooks, args.concurrency, args.timeout)
     rate = result.sent / result.seconds
     print(f"posted in {result.seconds:.1f} s ({rate:.0f}/s accepted): statuses {result.statuses}")
@@ -216,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     problems, waited = wait_until_exact(work, outputs, args.timeout)
     print(f"stored state {'exact' if not problems else 'WRONG'} {waited:.1f} s after the last POST")
     total = result.seconds + waited
-    print(
-        f"end to end: {len(work.webhooks)} webhooks stored in {total:.1f} s = {len(work.webhooks) / total:.1f}/s"
-    )
+    print(f"end to end: {len(work.webhooks)} webhooks in {total:.1f} s = {len(work.webhooks) / total:.1f}/s")
     for problem in problems[:20]:
         print("  " + problem)
     return 1 if problems or any(s >= 500 for s in result.statuses) else 0
