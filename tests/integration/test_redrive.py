@@ -1,0 +1,199 @@
+"""Redrive: spilled events back onto the bus, dead-lettered events back to the function that failed
+them (not onto the bus), each deleted only after delivery, safe to run twice; plus an exact account
+of every webhook through a bus outage and a consumer that fails until its retries run out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from ingest.auth import TokenVerifier
+from ingest.service import HttpRequest, IngestService
+from shared.settings import IngestSettings
+from tests.conftest import ROOT, TOPICS, sample_bytes
+from tools.local.runtime import AsyncInvoker, invocation_record
+from tools.redrive import LambdaDeliverer, LocalDeliverer, redrive
+from tools.stack import Clients, Deployment, deploy, route_targets_to_queues
+
+DEAD = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "max_attempts": 1})
+TOKEN = "redrive-token-0123456789abcdef"
+
+
+class World:
+    def __init__(self, clients: Clients, deployment: Deployment, queues: dict[str, Any]) -> None:
+        self.clients, self.deployment, self.queues = clients, deployment, queues
+        self.by_function = {t.function: url for url, t in queues.items()}
+        self.outputs = deployment.outputs
+
+    def ingest(self, events: Any | None = None) -> IngestService:
+        env = {
+            "EVENT_BUS_NAME": self.outputs["EventBusName"],
+            "BUCKET_NAME": self.outputs["DataBucketName"],
+            "TOKEN_SECRET_ID": "unused",
+        }
+        return IngestService(
+            IngestSettings.from_env(env),
+            verifier=TokenVerifier(lambda: TOKEN),
+            events=events or self.clients.events,
+            s3=self.clients.s3,
+        )
+
+    def drain(self, function: str) -> list[dict[str, Any]]:
+        url, out = self.by_function[function], []
+        while batch := self.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in batch:
+                out.append(json.loads(message["Body"]))
+                self.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+    def drain_all(self) -> dict[str, list[dict[str, Any]]]:
+        return {function: self.drain(function) for function in self.by_function}
+
+    def redrive(self) -> Any:
+        return redrive(
+            s3=self.clients.s3,
+            sqs=self.clients.sqs,
+            events=self.clients.events,
+            deliverer=LocalDeliverer(
+                self.clients.sqs, {self.deployment.functions[f].arn: u for f, u in self.by_function.items()}
+            ),
+            bucket=self.outputs["DataBucketName"],
+            dlq_url=self.outputs["DeliveryDLQUrl"],
+            failed_url=self.outputs["FailedEventsQueueUrl"],
+        )
+
+    def spilled(self) -> list[str]:
+        listing = self.clients.s3.list_objects_v2(Bucket=self.outputs["DataBucketName"], Prefix="spill/")
+        return [o["Key"] for o in listing.get("Contents", [])]
+
+
+@pytest.fixture
+def world(translated_template: dict[str, Any]) -> Iterator[World]:
+    with mock_aws():
+        clients = Clients()
+        deployment = deploy(clients, cfn=translated_template)
+        yield World(clients, deployment, route_targets_to_queues(clients, deployment))
+
+
+def post(service: IngestService, topic: str) -> str:
+    response = service.handle(HttpRequest(sample_bytes(topic).decode(), False, {}, TOKEN))
+    assert response.status == 202
+    return str(response.body["status"])
+
+
+def test_bus_outage_every_webhook_accounted_for_then_redriven(world: World) -> None:
+    # GIVEN the bus is unreachable for every other webhook
+    dead_bus = boto3.client("events", endpoint_url="http://127.0.0.1:9", config=DEAD)
+    outcomes = {
+        topic: post(world.ingest(dead_bus if i % 2 else None), topic) for i, topic in enumerate(TOPICS)
+    }
+    # THEN each one is either on the bus or spilled, none lost
+    accepted = sorted(t for t, o in outcomes.items() if o == "accepted")
+    spilled = sorted(t for t, o in outcomes.items() if o == "spilled")
+    assert len(accepted) + len(spilled) == 12
+    assert len(spilled) == 6
+    assert len(world.spilled()) == 6
+    first = world.drain_all()
+    assert sorted(e["detail-type"] for events in first.values() for e in events) == accepted
+    # WHEN the operator redrives
+    report = world.redrive()
+    # THEN the spilled six reach their consumers, the objects are gone, and a second run does nothing
+    assert (report.spilled, report.dead_lettered, report.failed_invocations, report.errors) == (6, 0, 0, [])
+    second = world.drain_all()
+    assert sorted(e["detail-type"] for events in second.values() for e in events) == spilled
+    assert world.spilled() == []
+    again = world.redrive()
+    assert (again.spilled, again.dead_lettered, again.failed_invocations) == (0, 0, 0)
+    assert world.drain_all() == {f: [] for f in world.by_function}
+
+
+def test_dead_lettered_events_go_back_to_the_function_not_the_bus(world: World) -> None:
+    event = json.loads((ROOT / "events" / "eventbridge" / "chat.create.json").read_text())
+    chats = world.deployment.functions["ChatsFunction"]
+    (target,) = [t for t in world.deployment.targets if t.function == "ChatsFunction"]
+    world.clients.sqs.send_message(
+        QueueUrl=world.outputs["DeliveryDLQUrl"],
+        MessageBody=json.dumps(event),
+        MessageAttributes={
+            "RULE_ARN": {"DataType": "String", "StringValue": target.rule_arn},
+            "TARGET_ARN": {"DataType": "String", "StringValue": chats.arn},
+            "ERROR_CODE": {"DataType": "String", "StringValue": "SDK_CLIENT_ERROR"},
+        },
+    )
+    messages = world.deployment.functions["MessagesFunction"]
+    record = invocation_record(
+        {"arn": messages.arn},
+        json.loads((ROOT / "events" / "eventbridge" / "chat.user.message.json").read_text()),
+        RuntimeError("boom"),
+        3,
+    )
+    world.clients.sqs.send_message(
+        QueueUrl=world.outputs["FailedEventsQueueUrl"], MessageBody=json.dumps(record)
+    )
+    world.clients.sqs.send_message(
+        QueueUrl=world.outputs["FailedEventsQueueUrl"], MessageBody='{"not": "ours"}'
+    )
+    report = world.redrive()
+    assert (report.dead_lettered, report.failed_invocations) == (1, 1)
+    assert len(report.errors) == 1  # the foreign message is kept, and said
+    delivered = world.drain_all()
+    assert [e["detail-type"] for e in delivered["ChatsFunction"]] == ["chat.create"]
+    assert [e["detail-type"] for e in delivered["MessagesFunction"]] == ["chat.user.message"]
+    assert delivered["TranscriptsFunction"] == delivered["ScenariosFunction"] == []
+    again = world.redrive()
+    assert (again.dead_lettered, again.failed_invocations) == (0, 0)
+
+
+def test_a_consumer_that_fails_until_retries_run_out_then_is_fixed_and_redriven(world: World) -> None:
+    # GIVEN a consumer whose handler raises (3 attempts: 1 + MaximumRetryAttempts 2)
+    chats = world.deployment.functions["ChatsFunction"]
+    function = {
+        "logical_id": "ChatsFunction",
+        "arn": chats.arn,
+        "max_retry_attempts": chats.max_retry_attempts,
+        "on_failure_url": world.outputs["FailedEventsQueueUrl"],
+    }
+    attempts: list[str] = []
+
+    class Broken:
+        def __init__(self) -> None:
+            self.function = function
+
+        def invoke(self, event: dict[str, Any]) -> None:
+            attempts.append(event["detail-type"])
+            raise RuntimeError("bug")
+
+    post(world.ingest(), "chat.create")
+    (event,) = world.drain("ChatsFunction")
+    ok = AsyncInvoker(Broken(), world.clients.sqs, retry_delay_s=0, report=lambda _: None).handle(event)  # type: ignore[arg-type]
+    # THEN it lands on the on-failure queue as Lambda's record, after exactly three attempts
+    assert ok is False
+    assert attempts == ["chat.create"] * 3
+    # WHEN the bug is fixed and the operator redrives, the event reaches the function again
+    report = world.redrive()
+    assert report.failed_invocations == 1
+    (redelivered,) = world.drain("ChatsFunction")
+    assert redelivered == event
+
+
+def test_on_aws_a_dead_letter_is_invoked_asynchronously_on_its_function() -> None:
+    awslambda = boto3.client("lambda")
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:chats"
+    event = {"detail-type": "chat.create", "detail": {"metadata": {}}}
+    with Stubber(awslambda) as stub:
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": arn, "InvocationType": "Event", "Payload": json.dumps(event).encode()},
+        )
+        LambdaDeliverer(awslambda).to_function(arn, event)
+        stub.assert_no_pending_responses()
