@@ -80,5 +80,8 @@ sam-build: $(SAM_VENV)/.installed ## sam build (python3.13, arm64) without a con
 deploy: sam-build ## sam deploy to your AWS account (STAGE=dev|prod, see samconfig.toml)
 	$(SAM) deploy --config-env $${STAGE:-default}
 
+bench: $(VENV)/.installed ## benchmarks, as ratios to baselines measured in the same run (bench/results/latest.json)
+	$(PY) bench/run.py
+
 clean: ## remove venvs, build output and local state
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,107 @@
+"""One cold start, in a fresh interpreter: import a handler, then invoke it once, AWS answered by
+botocore's Stubber. Prints JSON timings. Run by bench/run.py; `--baseline` measures boto3 alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+T0 = time.perf_counter()
+
+# What each function calls on its first invocation, in order, per service.
+CALLS = {
+    "ingest": {
+        "secretsmanager": [("get_secret_value", {"SecretString": json.dumps({"token": "b" * 32})})],
+        "events": [("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})],
+        "s3": [],
+    },
+    "chats": {"dynamodb": [("get_item", {}), ("put_item", {})], "s3": []},
+    "messages": {"dynamodb": [("update_item", {})], "s3": []},
+    "scenarios": {"dynamodb": [("put_item", {})], "s3": []},
+}
+EVENTS = {
+    "ingest": "events/apigw/chat.user.message.json",
+    "chats": "events/eventbridge/chat.create.json",
+    "messages": "events/eventbridge/chat.user.message.json",
+    "scenarios": "events/eventbridge/chat.scenario.run.json",
+}
+
+
+def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignore[type-arg]
+    import boto3
+    from botocore.stub import Stubber
+
+    real = boto3.client
+    stubs = []
+
+    def client(name: str, *args: object, **kwargs: object) -> object:
+        made = real(name, *args, region_name="us-east-1", **kwargs)  # type: ignore[call-overload]
+        stub = Stubber(made)
+        for operation, response in calls.get(name, []):
+            stub.add_response(operation, response)
+        stub.activate()
+        stubs.append(stub)
+        return made
+
+    boto3.client = client  # type: ignore[assignment]
+
+
+def main() -> None:
+    name = sys.argv[1]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="x",
+        AWS_DEFAULT_REGION="us-east-1",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="bench",
+        POWERTOOLS_SERVICE_NAME=name,
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        EVENT_BUS_NAME="bus",
+        BUCKET_NAME="bucket",
+        TOKEN_SECRET_ID="secret",
+        TABLE_NAME="table",
+    )
+    if name == "baseline-ingest" or name == "baseline-consumer":
+        import boto3
+        from botocore.stub import Stubber
+
+        t_import = time.perf_counter()
+        services = ["secretsmanager", "events", "s3"] if name == "baseline-ingest" else ["dynamodb", "s3"]
+        clients = [boto3.client(s, region_name="us-east-1") for s in services]
+        stub = Stubber(clients[1] if name == "baseline-ingest" else clients[0])
+        operation = "put_events" if name == "baseline-ingest" else "put_item"
+        stub.add_response(
+            operation, {"FailedEntryCount": 0, "Entries": []} if operation == "put_events" else {}
+        )
+        with stub:
+            if operation == "put_events":
+                clients[1].put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}])
+            else:
+                clients[0].put_item(TableName="t", Item={"pk": {"S": "a"}})
+        done = time.perf_counter()
+        print(json.dumps({"import_ms": (t_import - T0) * 1000, "first_ms": (done - t_import) * 1000}))
+        return
+    sys.path[:0] = ["functions", "."]
+    import importlib
+
+    module = importlib.import_module(f"{name}.app")
+    t_import = time.perf_counter()
+    stub_boto3(CALLS[name])
+    with open(EVENTS[name]) as handle:
+        event = json.load(handle)
+    if name == "ingest":
+        event["pathParameters"]["token"] = "b" * 32
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = name, 256, "r"
+        invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+
+    module.lambda_handler(event, Context())
+    done = time.perf_counter()
+    print(json.dumps({"import_ms": (t_import - T0) * 1000, "first_ms": (done - t_import) * 1000}))
+
+
+if __name__ == "__main__":
+    main()

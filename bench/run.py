@@ -1,0 +1,172 @@
+"""Benchmarks anyone can run (`make bench`), each a ratio to a baseline measured in the same run.
+
+1. Cold start: a function's import plus first invocation in a fresh interpreter (AWS answered by
+   botocore's Stubber), median of RUNS, against importing boto3, creating the same clients and one
+   Stubber-answered call.
+2. Warm ingest: the ingest handler's time per event for each sample and for chat.close transcripts
+   of 10 KB, 100 KB and 1 MB, against json.loads + json.dumps + one Stubber-answered put_events of
+   the same body.
+
+Results go to bench/results/latest.json. No timing is asserted anywhere: these are measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+WARM_ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "200"))
+
+
+def cold(name: str) -> dict[str, float]:
+    samples = []
+    for _ in range(RUNS):
+        out = (
+            subprocess.run(
+                [sys.executable, "bench/coldstart_child.py", name],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        samples.append(json.loads(out))
+    return {
+        "import_ms": statistics.median(s["import_ms"] for s in samples),
+        "first_ms": statistics.median(s["first_ms"] for s in samples),
+        "total_ms": statistics.median(s["import_ms"] + s["first_ms"] for s in samples),
+    }
+
+
+def transcript_body(size: int) -> bytes:
+    body = json.loads((ROOT / "events" / "webhooks" / "chat.close.json").read_text())
+    template = body["data"]["conversation"][3]
+    messages, i = [], 0
+    while len(json.dumps(body)) + len(json.dumps(messages)) < size:
+        messages.append({**template, "id": f"m-{i:06d}", "value": "lorem ipsum dolor sit amet " * 3})
+        i += 1
+    body["data"]["conversation"] = messages
+    return json.dumps(body).encode()
+
+
+def warm() -> dict[str, Any]:
+    sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="x",
+        AWS_DEFAULT_REGION="us-east-1",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="bench",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+    )
+    import boto3
+    from botocore.stub import Stubber
+
+    from ingest.auth import TokenVerifier
+    from ingest.service import HttpRequest, IngestService
+    from shared.settings import IngestSettings
+
+    events = boto3.client("events", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    service = IngestService(
+        IngestSettings.from_env(
+            {
+                "EVENT_BUS_NAME": "b",
+                "BUCKET_NAME": "b",
+                "TOKEN_SECRET_ID": "s",
+                "CLAIM_CHECK_THRESHOLD_BYTES": str(1024 * 1024),
+            }
+        ),
+        verifier=TokenVerifier(lambda: "t" * 32),
+        events=events,
+        s3=s3,
+    )
+    ok = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]}
+    bodies = {p.stem: p.read_bytes() for p in sorted((ROOT / "events" / "webhooks").glob("*.json"))}
+    bodies.update(
+        {f"chat.close {n // 1024} KB": transcript_body(n) for n in (10 * 1024, 100 * 1024, 1000 * 1024)}
+    )
+    results = {}
+    stub = Stubber(events)
+    stub.activate()
+    for name, raw in bodies.items():
+        text = raw.decode()
+        iterations = max(5, WARM_ITERATIONS * 2000 // max(len(raw), 2000))
+
+        def handler(text: str = text) -> None:
+            stub.add_response("put_events", ok)
+            response = service.handle(HttpRequest(text, False, {}, "t" * 32))
+            assert response.status == 202, response.body
+
+        def baseline(raw: bytes = raw) -> None:
+            stub.add_response("put_events", ok)
+            document = json.loads(raw)
+            events.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": json.dumps(document)}])
+
+        for fn in (handler, baseline):
+            fn()  # warm
+        timings = {}
+        for label, fn in (("handler", handler), ("baseline", baseline)):
+            runs = []
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(iterations):
+                    fn()
+                runs.append((time.perf_counter() - started) / iterations * 1000)
+            timings[label] = min(runs)
+        results[name] = {
+            "bytes": len(raw),
+            "handler_ms": round(timings["handler"], 3),
+            "baseline_ms": round(timings["baseline"], 3),
+            "ratio": round(timings["handler"] / timings["baseline"], 2),
+        }
+    return results
+
+
+def main() -> int:
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": RUNS,
+        "cold_start": {},
+        "warm_ingest": {},
+    }
+    baselines = {"ingest": cold("baseline-ingest"), "consumer": cold("baseline-consumer")}
+    for name in ("ingest", "chats", "messages", "scenarios"):
+        measured = cold(name)
+        base = baselines["ingest" if name == "ingest" else "consumer"]
+        report["cold_start"][name] = {
+            **{k: round(v, 1) for k, v in measured.items()},
+            "baseline_ms": round(base["total_ms"], 1),
+            "ratio": round(measured["total_ms"] / base["total_ms"], 2),
+        }
+    report["warm_ingest"] = warm()
+    out = ROOT / "bench" / "results" / "latest.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"cold start (median of {RUNS}, import + first invocation, vs boto3 + clients + one call):")
+    for name, r in report["cold_start"].items():
+        print(
+            f"  {name:<10} {r['import_ms']:7.0f} + {r['first_ms']:5.0f} ms = {r['total_ms']:7.0f} ms   "
+            f"baseline {r['baseline_ms']:6.0f} ms   ratio {r['ratio']:.2f}"
+        )
+    print("warm ingest per event (vs json.loads + json.dumps + one Stubber put_events):")
+    for name, r in report["warm_ingest"].items():
+        print(
+            f"  {name:<22} {r['bytes']:>8} B  {r['handler_ms']:8.3f} ms  "
+            f"baseline {r['baseline_ms']:8.3f} ms  ratio {r['ratio']:.2f}"
+        )
+    print(f"written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
