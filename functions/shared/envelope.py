@@ -12,15 +12,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.models import Webhook
+from shared.models import RoutingFields, Webhook
 from shared.timestamps import ns_to_iso
 
 # Bump on a breaking change to metadata (docs/events.md: versioning policy).
 SCHEMA_VERSION = "1"
 
 
-class Metadata(BaseModel):
-    """Everything a rule or consumer needs, whatever the topic. Every key is always present."""
+class Metadata(RoutingFields):
+    """Everything a rule or consumer needs, whatever the topic. Every key is always present
+    (the routing fields, inherited, come first in the JSON)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -38,13 +39,6 @@ class Metadata(BaseModel):
     occurredAtNs: Annotated[str | None, Field(pattern=r"^\d+$")]
     bodySize: int
     bodySha256: str
-    # The routing fields (shared.models.RoutingFields), last so the ids read first.
-    sender: str | None = None
-    messageType: str | None = None
-    chatStatus: str | None = None
-    handledBy: str | None = None
-    scenarioId: str | None = None
-    rating: int | float | None = None
 
 
 class WebhookRef(BaseModel):
