@@ -150,6 +150,8 @@ def _check_tree(document: Any) -> None:
     """One iterative pass: nesting depth and out-of-range numbers, each reported with its path."""
     if isinstance(document, _OutOfRange):
         raise _out_of_range(())
+    if not isinstance(document, (dict, list)):
+        return  # a bare scalar: parse_webhook refuses it as not an object
     stack: list[tuple[Any, tuple[int | str, ...]]] = [(document, ())]
     while stack:
         node, path = stack.pop()

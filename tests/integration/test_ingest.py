@@ -230,6 +230,8 @@ BAD_INPUTS: list[tuple[str, str | bytes, dict[str, Any], int, str, str | None]] 
     ("empty", "", {}, 400, "empty_body", None),
     ("array", "[1, 2]", {}, 400, "not_an_object", None),
     ("string", '"chat.create"', {}, 400, "not_an_object", None),
+    ("null", "null", {}, 400, "not_an_object", None),  # found by the fuzz test: was a 500
+    ("number", "42", {}, 400, "not_an_object", None),
     ("no topic", '{"botId": "b", "data": {"id": "c"}}', {}, 400, "missing_field", "topic"),
     ("topic number", '{"topic": 5, "botId": "b"}', {}, 400, "wrong_type", "topic"),
     ("no bot", '{"topic": "chat.create", "data": {"id": "c"}}', {}, 400, "missing_field", "botId"),
