@@ -73,15 +73,14 @@ def template_with_extras(directory: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    directory = tmp_path_factory.mktemp("local-stack")
+def run_stack(directory: Path, template: Path) -> Iterator[dict[str, Any]]:
+    """`python -m tools run` on free ports with this template, until the generator is closed."""
     env = {
         **os.environ,
         "EBBOT_LOCAL_WEBHOOK_PORT": str(free_port()),
         "EBBOT_LOCAL_AWS_PORT": str(free_port()),
         "EBBOT_LOCAL_DIR": str(directory / "state"),
-        "EBBOT_LOCAL_TEMPLATE": str(template_with_extras(directory)),
+        "EBBOT_LOCAL_TEMPLATE": str(template),
         "EBBOT_LOCAL_RETRY_DELAY": "0.05",
     }
     log = (directory / "console.log").open("wb")
@@ -114,3 +113,16 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The stack from a copy of template.yaml with two extra functions (a trigger, a failing consumer)."""
+    directory = tmp_path_factory.mktemp("local-stack")
+    yield from run_stack(directory, template_with_extras(directory))
+
+
+@pytest.fixture(scope="module")
+def plain_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The stack from template.yaml exactly as it ships, to itself (the load test)."""
+    yield from run_stack(tmp_path_factory.mktemp("plain-stack"), ROOT / "template.yaml")

@@ -13,8 +13,8 @@ from typing import Any
 from tools.load import plan, post_all, wait_until_exact
 
 
-def test_generated_conversations_under_load_end_exactly_as_expected(local_stack: dict[str, Any]) -> None:
-    outputs = local_stack["outputs"]
+def test_generated_conversations_under_load_end_exactly_as_expected(plain_stack: dict[str, Any]) -> None:
+    outputs = plain_stack["outputs"]
     work = plan(int(os.environ.get("LOAD_CHATS", "80")))
     assert len(work.webhooks) > 800
     result = post_all(outputs["WebhookUrl"], work.webhooks, concurrency=32, timeout_s=300)
