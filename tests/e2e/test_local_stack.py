@@ -152,13 +152,18 @@ def test_bad_body_is_400_with_a_field_path_over_http(local_stack: dict[str, Any]
 
 
 def _cli(local_stack: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(local_stack["env"], *args)
+
+
+def _run(env: dict[str, str], *args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m tools ARGS` with this environment, its output captured."""
     return subprocess.run(
         [sys.executable, "-m", "tools", *args],
         cwd=ROOT,
-        env=local_stack["env"],
+        env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         check=False,
     )
 
@@ -180,30 +185,14 @@ def test_send_and_show_against_the_running_stack(posted: dict[str, Any]) -> None
 
 def test_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:
     env = {**os.environ, "EBBOT_LOCAL_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "tools", "send"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(env, "send")
     assert result.returncode == 1
     assert "the local stack is not running" in result.stderr
 
 
 def test_port_in_use_is_a_clear_error(local_stack: dict[str, Any], tmp_path: Path) -> None:
     env = {**local_stack["env"], "EBBOT_LOCAL_DIR": str(tmp_path)}  # same ports as the running stack
-    result = subprocess.run(
-        [sys.executable, "-m", "tools", "run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run(env, "run")
     assert result.returncode == 2
     assert "is in use on 127.0.0.1" in result.stderr
 
@@ -221,15 +210,7 @@ def test_a_template_error_and_a_broken_handler_are_clear_errors(tmp_path: Path) 
         "EBBOT_LOCAL_AWS_PORT": str(free_port()),
         "EBBOT_LOCAL_WEBHOOK_PORT": str(free_port()),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "tools", "run"],
-        cwd=ROOT,
-        env={**base, "EBBOT_LOCAL_TEMPLATE": str(broken)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    result = _run({**base, "EBBOT_LOCAL_TEMPLATE": str(broken)}, "run", timeout=90)
     assert result.returncode == 2
     assert "template error" in result.stderr
 
@@ -239,15 +220,7 @@ def test_a_template_error_and_a_broken_handler_are_clear_errors(tmp_path: Path) 
         .read_text()
         .replace("Handler: chats.app.lambda_handler", "Handler: chats.nope.lambda_handler")
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "tools", "run"],
-        cwd=ROOT,
-        env={**base, "EBBOT_LOCAL_TEMPLATE": str(bad_handler)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    result = _run({**base, "EBBOT_LOCAL_TEMPLATE": str(bad_handler)}, "run", timeout=90)
     assert result.returncode == 2
     assert "cannot import handler 'chats.nope.lambda_handler'" in result.stderr
     assert "ChatsFunction did not start" in result.stderr
