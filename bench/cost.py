@@ -1,0 +1,139 @@
+"""Dollars per million webhooks on AWS for a stated mix: a model, with every assumption named.
+
+    python bench/cost.py        (make bench runs it after the timings)
+
+Inputs: the template's memory and architecture (arm64), the write counts of docs/data-model.md, the
+ingest handler's measured time per event (bench/results/latest.json, from bench/run.py, when present),
+and the prices in bench/prices-2026-11-27.json. AWS-side latency that a local run cannot measure
+(PutEvents, DynamoDB and S3 round trips) is an assumption stated below. The floor is what any design
+pays per webhook: an HTTP API request, one EventBridge event and one DynamoDB write.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRICES = json.loads((ROOT / "bench" / "prices-2026-11-27.json").read_text())
+
+# The mix: share of webhooks per topic (a chat of ~20 webhooks, one close at 100 KB).
+MIX = {
+    "chat.create": 0.05,
+    "chat.update": 0.20,
+    "chat.status.change": 0.05,
+    "chat.user.update": 0.03,
+    "chat.data.update": 0.07,
+    "message": 0.50,
+    "chat.scenario.run": 0.05,
+    "chat.close": 0.05,
+}
+# DynamoDB units per webhook (docs/data-model.md; chat.close with 100 messages of which 5 missing).
+WCU = {
+    "chat.create": 2,
+    "chat.update": 6,
+    "chat.status.change": 4,
+    "chat.user.update": 4,
+    "chat.data.update": 4,
+    "message": 1,
+    "chat.scenario.run": 1,
+    "chat.close": 11,
+}
+RCU = {
+    "chat.create": 1,
+    "chat.update": 1,
+    "chat.status.change": 1,
+    "chat.user.update": 1,
+    "chat.data.update": 1,
+    "message": 0,
+    "chat.scenario.run": 0,
+    "chat.close": 21,
+}
+EVENT_KB = {"chat.close": 100}  # everything else: a few KB, one 64 KB chunk
+MEMORY_GB = {"ingest": 0.25, "consumer": 0.25, "transcripts": 0.5}
+# Assumed AWS round trips (not measurable here): PutEvents 15 ms, a DynamoDB call 6 ms, S3 15 ms.
+AWS_MS = {"ingest": 15, "chat": 12, "message": 6, "run": 6, "close": 6 * 8 + 15 * 2}
+CONSUMER_CPU_MS = 3.0  # parse + merge per event, as the local runs suggest
+LOG_BYTES_PER_INVOCATION = 700  # START/END/REPORT lines and one INFO line
+XRAY_SAMPLED = 0.05  # X-Ray's default sampling at volume
+ARCHIVE_MONTHS = 3  # ArchiveRetentionDays 90
+
+
+def ingest_ms() -> dict[str, float]:
+    latest = ROOT / "bench" / "results" / "latest.json"
+    measured = json.loads(latest.read_text())["warm_ingest"] if latest.exists() else {}
+
+    def get(name: str, default: float) -> float:
+        return float(measured.get(name, {}).get("handler_ms", default))
+
+    message = get("chat.user.message", 0.6)
+    return {t: get(t if t != "message" else "chat.user.message", message) for t in MIX} | {
+        "chat.close": get("chat.close 97 KB", get("chat.close 100 KB", 10.0))
+    }
+
+
+def per_million(front_door: str = "http_api") -> dict[str, float]:
+    p = PRICES
+    cpu = ingest_ms()
+    lines: dict[str, float] = {}
+    lines["API requests"] = p[f"{front_door}_per_million"]
+    ingest_seconds = sum(MIX[t] * (cpu[t] + AWS_MS["ingest"]) for t in MIX) / 1000
+    consumer_seconds = (
+        sum(
+            MIX[t]
+            * (
+                CONSUMER_CPU_MS
+                + AWS_MS["close" if t == "chat.close" else "message" if t == "message" else "chat"]
+            )
+            for t in MIX
+        )
+        / 1000
+    )
+    consumer_gb = sum(
+        MIX[t] * (MEMORY_GB["transcripts"] if t == "chat.close" else MEMORY_GB["consumer"]) for t in MIX
+    )
+    lines["Lambda requests (ingest + 1 consumer)"] = 2 * p["lambda_requests_per_million"]
+    lines["Lambda duration (arm64)"] = (
+        1e6
+        * p["lambda_arm64_gb_second"]
+        * (ingest_seconds * MEMORY_GB["ingest"] + consumer_seconds * consumer_gb)
+    )
+    chunks = sum(MIX[t] * max(1, -(-EVENT_KB.get(t, 3) // 64)) for t in MIX)
+    lines["EventBridge events"] = chunks * p["eventbridge_per_million_64kb"]
+    gb = sum(MIX[t] * EVENT_KB.get(t, 3) for t in MIX) * 1e6 / 1024 / 1024
+    lines["EventBridge archive"] = gb * (
+        p["archive_per_gb_processed"] + ARCHIVE_MONTHS * p["archive_per_gb_month"]
+    )
+    lines["DynamoDB writes"] = sum(MIX[t] * WCU[t] for t in MIX) * p["dynamodb_wcu_per_million"]
+    lines["DynamoDB reads"] = sum(MIX[t] * RCU[t] for t in MIX) * p["dynamodb_rcu_per_million"]
+    closes = MIX["chat.close"] * 1e6
+    lines["S3 transcripts (HEAD + PUT)"] = (
+        closes * (p["s3_put_per_thousand"] + p["s3_get_per_thousand"]) / 1000
+    )
+    lines["CloudWatch Logs"] = 2 * LOG_BYTES_PER_INVOCATION * 1e6 / 1024**3 * p["logs_ingest_per_gb"]
+    lines["X-Ray traces"] = XRAY_SAMPLED * p["xray_traces_per_million"]
+    lines["Secrets Manager (per month, not per webhook)"] = 0.0
+    return lines
+
+
+def main() -> int:
+    floor = (
+        PRICES["http_api_per_million"]
+        + PRICES["eventbridge_per_million_64kb"]
+        + PRICES["dynamodb_wcu_per_million"]
+    )
+    print("Dollars per million webhooks (mix: 50% messages, 20% chat.update, 5% chat.close at 100 KB, ...)")
+    for door in ("http_api", "function_url", "rest_api"):
+        lines = per_million(door)
+        total = sum(lines.values())
+        print(
+            f"\nfront door: {door}   total ${total:.2f}   ({total / floor:.2f} x the floor of ${floor:.3f})"
+        )
+        for name, dollars in sorted(lines.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:<45} ${dollars:7.3f}")
+    print(f"\nplus ${PRICES['secrets_per_month']:.2f} a month for the token secret")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
