@@ -88,8 +88,8 @@ def test_storage_is_encrypted_retained_and_recoverable() -> None:
     for name, queue in _resources(cfn, "AWS::SQS::Queue").items():
         # SQS-managed keys: EventBridge cannot write to a queue under a customer key without a grant.
         assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
-    for name, topic in _resources(cfn, "AWS::SNS::Topic").items():
-        assert topic["Properties"].get("KmsMasterKeyId"), name
+    # The alarm topic stays unencrypted: CloudWatch cannot publish under the AWS-managed SNS key.
+    assert "KmsMasterKeyId" not in cfn["Resources"]["AlarmTopic"]["Properties"]
 
 
 def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(
