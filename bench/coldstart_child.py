@@ -29,6 +29,17 @@ EVENTS = {
 }
 
 
+# The environment of every benchmark process: fake credentials, no tracing, quiet logs.
+BENCH_ENV = {
+    "AWS_ACCESS_KEY_ID": "x",
+    "AWS_SECRET_ACCESS_KEY": "x",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
 def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignore[type-arg]
     import boto3
     from botocore.stub import Stubber
@@ -50,14 +61,9 @@ def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignor
 
 def main() -> None:
     name = sys.argv[1]
+    os.environ.update(BENCH_ENV)
     os.environ.update(
-        AWS_ACCESS_KEY_ID="x",
-        AWS_SECRET_ACCESS_KEY="x",
-        AWS_DEFAULT_REGION="us-east-1",
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_METRICS_NAMESPACE="bench",
         POWERTOOLS_SERVICE_NAME=name,
-        POWERTOOLS_LOG_LEVEL="WARNING",
         EVENT_BUS_NAME="bus",
         BUCKET_NAME="bucket",
         TOKEN_SECRET_ID="secret",

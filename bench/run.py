@@ -61,14 +61,9 @@ def transcript_body(size: int) -> bytes:
 
 def warm() -> dict[str, Any]:
     sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="x",
-        AWS_SECRET_ACCESS_KEY="x",
-        AWS_DEFAULT_REGION="us-east-1",
-        POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_METRICS_NAMESPACE="bench",
-        POWERTOOLS_LOG_LEVEL="WARNING",
-    )
+    from bench.coldstart_child import BENCH_ENV
+
+    os.environ.update(BENCH_ENV)
     import boto3
     from botocore.stub import Stubber
 

@@ -127,21 +127,13 @@ def post_all(url: str, webhooks: list[bytes], concurrency: int, timeout_s: float
 
 def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """chat id -> {status, messages, transcriptKey} for the load test's bot, and the transcript keys."""
-    import boto3
     from boto3.dynamodb.types import TypeDeserializer
 
-    def client(name: str) -> Any:
-        return boto3.client(
-            name,
-            endpoint_url=outputs["AwsEndpointUrl"],
-            region_name=outputs["Region"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 (moto)
-        )
+    from tools.__main__ import _aws as client
 
     deserializer = TypeDeserializer()
     chats: dict[str, dict[str, Any]] = {}
-    for page in client("dynamodb").get_paginator("scan").paginate(TableName=outputs["TableName"]):
+    for page in client(outputs, "dynamodb").get_paginator("scan").paginate(TableName=outputs["TableName"]):
         for raw in page["Items"]:
             item = {k: deserializer.deserialize(v) for k, v in raw.items()}
             if item.get("botId") != BOT:
@@ -154,7 +146,7 @@ def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]
                 chat["messages"] += 1
     keys: set[str] = set()
     for page in (
-        client("s3")
+        client(outputs, "s3")
         .get_paginator("list_objects_v2")
         .paginate(Bucket=outputs["DataBucketName"], Prefix=f"transcripts/bot={BOT}/")
     ):

@@ -10,25 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from tools.__main__ import post, sample_files
+from tools.__main__ import _aws, post, sample_files
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
 
 
-def aws(outputs: dict[str, Any], service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=outputs["AwsEndpointUrl"],
-        region_name=outputs["Region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+aws = _aws  # a client for the running local stack, as the command line makes it
 
 
 def items(outputs: dict[str, Any]) -> list[dict[str, Any]]:
