@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,30 @@ def translated_template() -> dict[str, Any]:
     from tools.stack import translate
 
     return translate(parameters={"AWS::StackName": "local"})
+
+
+class Invocations:
+    """What moto's rules delivered to Lambda targets, by function ARN, with the rule and target
+    (the dispatch of tools.local.lambda_targets, recording instead of invoking)."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+
+    def __call__(self, rule_arn: str, target: dict[str, Any], event: dict[str, Any]) -> None:
+        self.deliveries.append((rule_arn, target, event))
+
+    def take(self, function_arn: str | None = None) -> list[dict[str, Any]]:
+        """The events delivered to this function (or to any), forgetting them."""
+        taken = [d for d in self.deliveries if function_arn in (None, d[1]["Arn"])]
+        self.deliveries = [d for d in self.deliveries if d not in taken]
+        return [event for _, _, event in taken]
+
+
+@pytest.fixture
+def lambda_invocations() -> Iterator[Invocations]:
+    """Inside moto: events matched for Lambda targets are recorded here."""
+    from tools.local.lambda_targets import patch_lambda_targets
+
+    recorded = Invocations()
+    with patch_lambda_targets(recorded):
+        yield recorded

@@ -83,26 +83,39 @@ def sample_files() -> list[Path]:
     return sorted(files, key=lambda p: (json.loads(p.read_text()).get("timestamp", 0), p.name))
 
 
-def wait_until_drained(outputs: dict[str, Any], timeout_s: float = 60) -> None:
-    """Until every rule-target queue is empty twice in a row (all events handled)."""
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback URLs we wrote)
+        return json.loads(response.read())
+
+
+def pipeline_status(outputs: dict[str, Any], *, take_latencies: bool = False) -> dict[str, Any]:
+    """Events on their way: moto's Lambda-target deliveries, and each function's queue and runs.
+    With take_latencies, each function's receipt-to-success latencies since the last take."""
+    routes = json.loads((_state_dir() / "routes.json").read_text())
     state = json.loads((_state_dir() / "state.json").read_text())
-    sqs = _aws(outputs, "sqs")
+    names = {f["arn"]: logical for logical, f in state["functions"].items()}
+    query = "?latencies=take" if take_latencies else ""
+    return {
+        "deliveries": _get_json(f"{outputs['AwsEndpointUrl']}/_local/deliveries"),
+        "functions": {names.get(arn, arn): _get_json(f"{url}/status{query}") for arn, url in routes.items()},
+    }
+
+
+def in_flight(status: dict[str, Any]) -> int:
+    return int(status["deliveries"]["pending"]) + sum(
+        int(f["queued"]) + int(f["running"]) for f in status["functions"].values()
+    )
+
+
+def wait_until_drained(outputs: dict[str, Any], timeout_s: float = 60) -> None:
+    """Until no event is on its way to, waiting in or running in a function, twice in a row."""
     deadline = time.monotonic() + timeout_s
     quiet = 0
     while time.monotonic() < deadline:
-        busy = 0
-        for url in state["queues"]:
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            busy += int(attrs["ApproximateNumberOfMessages"]) + int(
-                attrs["ApproximateNumberOfMessagesNotVisible"]
-            )
-        quiet = quiet + 1 if busy == 0 else 0
+        quiet = quiet + 1 if in_flight(pipeline_status(outputs)) == 0 else 0
         if quiet >= 2:
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise CommandError(f"events still waiting after {timeout_s:.0f} s")
 
 

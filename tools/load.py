@@ -11,6 +11,7 @@ exactly: every chat closed, every message stored once, every transcript in S3, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -125,8 +126,8 @@ def post_all(url: str, webhooks: list[bytes], concurrency: int, timeout_s: float
     return result
 
 
-def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """chat id -> {status, messages, transcriptKey} for the load test's bot, and the transcript keys."""
+def stored(outputs: dict[str, Any], chat_ids: set[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """chat id -> {status, messages, transcriptKey} for these chats, and their transcript keys."""
     from boto3.dynamodb.types import TypeDeserializer
 
     from tools.__main__ import _aws as client
@@ -136,7 +137,7 @@ def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]
     for page in client(outputs, "dynamodb").get_paginator("scan").paginate(TableName=outputs["TableName"]):
         for raw in page["Items"]:
             item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-            if item.get("botId") != BOT:
+            if item.get("botId") != BOT or item.get("chatId") not in chat_ids:
                 continue
             chat = chats.setdefault(item["chatId"], {"messages": 0})
             if item["sk"] == "CHAT":
@@ -150,13 +151,15 @@ def stored(outputs: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]
         .get_paginator("list_objects_v2")
         .paginate(Bucket=outputs["DataBucketName"], Prefix=f"transcripts/bot={BOT}/")
     ):
-        keys.update(o["Key"] for o in page.get("Contents", []))
+        keys.update(
+            o["Key"] for o in page.get("Contents", []) if o["Key"].rsplit("/", 1)[-1][:-5] in chat_ids
+        )
     return chats, keys
 
 
 def check(plan_: Plan, outputs: dict[str, Any]) -> list[str]:
     """What differs from the expected end state (empty when exact)."""
-    chats, keys = stored(outputs)
+    chats, keys = stored(outputs, set(plan_.chats))
     problems = []
     if set(chats) != set(plan_.chats):
         problems.append(f"chats: {len(chats)} stored, {len(plan_.chats)} expected")
@@ -174,17 +177,99 @@ def check(plan_: Plan, outputs: dict[str, Any]) -> list[str]:
 
 
 def wait_until_exact(plan_: Plan, outputs: dict[str, Any], timeout_s: float) -> tuple[list[str], float]:
+    """Wait until nothing is on its way (cheap status calls), then compare the stored state once."""
+    from tools.__main__ import CommandError, wait_until_drained
+
     started = time.monotonic()
-    problems = check(plan_, outputs)
-    while problems and time.monotonic() - started < timeout_s:
-        time.sleep(1)
-        problems = check(plan_, outputs)
-    return problems, time.monotonic() - started
+    try:
+        wait_until_drained(outputs, timeout_s)
+    except CommandError as exc:
+        return [str(exc)], time.monotonic() - started
+    drained = time.monotonic() - started
+    return check(plan_, outputs), drained
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class BacklogWatch:
+    """Samples the events in flight (moto's deliveries, the functions' queues) every `every_s`."""
+
+    def __init__(self, outputs: dict[str, Any], every_s: float = 0.5) -> None:
+        import threading
+
+        self.samples: list[int] = []
+        self._outputs, self._every_s = outputs, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BacklogWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from tools.__main__ import in_flight, pipeline_status
+
+        while not self._stop.wait(self._every_s):
+            with contextlib.suppress(OSError):
+                self.samples.append(in_flight(pipeline_status(self._outputs)))
+
+
+def measure(
+    outputs: dict[str, Any], chats: int, concurrency: int, *, seed: int, timeout_s: float
+) -> dict[str, Any]:
+    """One bounded load run: POST a fresh plan, wait until drained, check exactly. The figures:
+    POST rate; end-to-end rate (all webhooks from the first POST until nothing is left in flight);
+    POST latency; receipt-to-stored latency (the ingest function's receipt of the webhook to the
+    consumer's success, reported by the functions); the backlog sampled while posting."""
+    from tools.__main__ import pipeline_status
+
+    work = plan(chats, seed=seed)
+    pipeline_status(outputs, take_latencies=True)  # forget earlier runs' latencies
+    with BacklogWatch(outputs) as watch:
+        result = post_all(outputs["WebhookUrl"], work.webhooks, concurrency, timeout_s)
+    problems, drained_s = wait_until_exact(work, outputs, timeout_s)
+    stored_ms = [
+        ms
+        for function in pipeline_status(outputs, take_latencies=True)["functions"].values()
+        for ms in function.get("latencies_ms", [])
+    ]
+    total_s = result.seconds + drained_s
+    backlog = watch.samples or [0]
+    third = max(1, len(backlog) // 3)
+    return {
+        "seed": seed,
+        "concurrency": concurrency,
+        "webhooks": len(work.webhooks),
+        "unique": work.unique,
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "post_seconds": round(result.seconds, 2),
+        "accepted_per_s": round(result.sent / result.seconds, 1),
+        "drain_seconds_after_last_post": round(drained_s, 2),
+        "end_to_end_per_s": round(len(work.webhooks) / total_s, 1),
+        "post_latency_ms": {
+            "p50": round(percentile(result.latencies_ms, 0.5), 1),
+            "p99": round(percentile(result.latencies_ms, 0.99), 1),
+        },
+        "received_to_stored_ms": {
+            "p50": round(percentile(stored_ms, 0.5), 1),
+            "p99": round(percentile(stored_ms, 0.99), 1),
+            "count": len(stored_ms),
+        },
+        # In flight while posting: the first and last thirds' means (equal if the backlog does not grow).
+        "backlog": {
+            "max": max(backlog),
+            "first_third_mean": round(sum(backlog[:third]) / third, 1),
+            "last_third_mean": round(sum(backlog[-third:]) / third, 1),
+        },
+        "problems": problems[:20],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,22 +279,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chats", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--seed", type=int, help="the plan's seed (default: a new one each run)")
     args = parser.parse_args(argv)
     outputs = running_outputs()
-    work = plan(args.chats)
-    print(f"posting {len(work.webhooks)} webhooks ({work.unique} unique), c={args.concurrency}")
-    result = post_all(outputs["WebhookUrl"], work.webhooks, args.concurrency, args.timeout)
-    rate = result.sent / result.seconds
-    print(f"posted in {result.seconds:.1f} s ({rate:.0f}/s accepted): statuses {result.statuses}")
-    p50, p99 = percentile(result.latencies_ms, 0.5), percentile(result.latencies_ms, 0.99)
-    print(f"POST latency p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-    problems, waited = wait_until_exact(work, outputs, args.timeout)
-    print(f"stored state {'exact' if not problems else 'WRONG'} {waited:.1f} s after the last POST")
-    total = result.seconds + waited
-    print(f"end to end: {len(work.webhooks)} webhooks in {total:.1f} s = {len(work.webhooks) / total:.1f}/s")
-    for problem in problems[:20]:
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    print(
+        f"posting about {args.chats * 11} webhooks for {args.chats} chats, c={args.concurrency}, seed {seed}"
+    )
+    r = measure(outputs, args.chats, args.concurrency, seed=seed, timeout_s=args.timeout)
+    print(
+        f"posted {r['webhooks']} ({r['unique']} unique) in {r['post_seconds']} s "
+        f"({r['accepted_per_s']}/s accepted): statuses {r['statuses']}"
+    )
+    print(f"POST latency p50 {r['post_latency_ms']['p50']} ms, p99 {r['post_latency_ms']['p99']} ms")
+    print(
+        f"received -> stored p50 {r['received_to_stored_ms']['p50']} ms, "
+        f"p99 {r['received_to_stored_ms']['p99']} ms ({r['received_to_stored_ms']['count']} invocations)"
+    )
+    b = r["backlog"]
+    print(
+        f"in flight while posting: max {b['max']}, mean {b['first_third_mean']} (first third) "
+        f"-> {b['last_third_mean']} (last third)"
+    )
+    print(
+        f"drained {r['drain_seconds_after_last_post']} s after the last POST; stored state "
+        f"{'exact' if not r['problems'] else 'WRONG'}"
+    )
+    print(f"end to end: {r['end_to_end_per_s']} webhooks/s")
+    for problem in r["problems"]:
         print("  " + problem)
-    return 1 if problems or any(s >= 500 for s in result.statuses) else 0
+    return 1 if r["problems"] or any(int(s) >= 500 for s in r["statuses"]) else 0
 
 
 if __name__ == "__main__":

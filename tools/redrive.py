@@ -43,17 +43,21 @@ class LambdaDeliverer:
 
 
 class LocalDeliverer:
-    """The local stack: put the event on the queue that stands in for the function's rule target."""
+    """The local stack: the same asynchronous invoke, on the Invoke API each function's worker serves."""
 
-    def __init__(self, sqs: Any, queue_by_function_arn: dict[str, str]) -> None:
-        self._sqs = sqs
-        self._queues = queue_by_function_arn
+    def __init__(self, invoke_url_by_function_arn: dict[str, str]) -> None:
+        self._urls = invoke_url_by_function_arn
+        self._clients: dict[str, LambdaDeliverer] = {}
 
     def to_function(self, function_arn: str, event: dict[str, Any]) -> None:
-        url = self._queues.get(function_arn)
+        url = self._urls.get(function_arn)
         if url is None:
             raise LookupError(f"no function {function_arn} in the local stack")
-        self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+        if url not in self._clients:
+            import boto3
+
+            self._clients[url] = LambdaDeliverer(boto3.client("lambda", endpoint_url=url))
+        self._clients[url].to_function(function_arn, event)
 
 
 @dataclass
@@ -177,9 +181,9 @@ def main(args: argparse.Namespace) -> int:
         from tools.__main__ import _aws, _state_dir, running_outputs
 
         outputs = running_outputs()
-        state = json.loads((_state_dir() / "state.json").read_text())
+        routes = json.loads((_state_dir() / "routes.json").read_text())
         s3, sqs, events = _aws(outputs, "s3"), _aws(outputs, "sqs"), _aws(outputs, "events")
-        deliverer = LocalDeliverer(sqs, {q["function_arn"]: url for url, q in state["queues"].items()})
+        deliverer = LocalDeliverer(routes)
     else:
         cloudformation = boto3.client("cloudformation")
         stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]

@@ -368,34 +368,6 @@ def _bus_name(deployment: Deployment, value: Any) -> str:
     return str(value or "default")
 
 
-def route_targets_to_queues(clients: Any, deployment: Deployment) -> dict[str, RuleTarget]:
-    """Point every Lambda target at an SQS queue of its own (moto cannot invoke Lambda targets).
-
-    The rule, its pattern, its retry policy and its DLQ stay as deployed; only the target's ARN
-    changes. Returns queue URL -> the target it stands in for.
-    """
-    queues: dict[str, RuleTarget] = {}
-    for target in deployment.targets:
-        name = f"{deployment.stack_name}-target-{target.rule_logical_id}"[:80]
-        url = clients.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        entry: dict[str, Any] = {
-            "Id": target.target_id,
-            "Arn": arn,
-            "RetryPolicy": {
-                "MaximumRetryAttempts": target.retry_attempts,
-                "MaximumEventAgeInSeconds": target.max_event_age_s,
-            },
-        }
-        if target.dead_letter_arn:
-            entry["DeadLetterConfig"] = {"Arn": target.dead_letter_arn}
-        clients.events.put_targets(Rule=target.rule_name, EventBusName=target.bus_name, Targets=[entry])
-        queues[url] = target
-    return queues
-
-
 @dataclass
 class Clients:
     """boto3 clients for one endpoint (moto's server) or for moto's in-process mock (endpoint None)."""

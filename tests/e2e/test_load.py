@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from tools.load import plan, post_all, wait_until_exact
 
 
-def test_generated_conversations_under_load_end_exactly_as_expected(plain_stack: dict[str, Any]) -> None:
+def test_generated_conversations_under_load_end_exactly_as_expected(
+    plain_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     outputs = plain_stack["outputs"]
+    monkeypatch.setenv("EBBOT_LOCAL_DIR", plain_stack["env"]["EBBOT_LOCAL_DIR"])  # where routes.json is
     work = plan(int(os.environ.get("LOAD_CHATS", "80")))
     assert len(work.webhooks) > 800
     result = post_all(outputs["WebhookUrl"], work.webhooks, concurrency=32, timeout_s=300)

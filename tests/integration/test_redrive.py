@@ -17,19 +17,30 @@ from moto import mock_aws
 from ingest.auth import TokenVerifier
 from ingest.service import HttpRequest, IngestService
 from shared.settings import IngestSettings
-from tests.conftest import ROOT, TOPICS, sample_bytes
+from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tools.local.runtime import AsyncInvoker, invocation_record
-from tools.redrive import LambdaDeliverer, LocalDeliverer, redrive
-from tools.stack import Clients, Deployment, deploy, route_targets_to_queues
+from tools.redrive import LambdaDeliverer, redrive
+from tools.stack import Clients, Deployment, deploy
 
 DEAD = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "max_attempts": 1})
 TOKEN = "redrive-token-0123456789abcdef"
 
 
+class Redelivered:
+    """Where redrive's asynchronous invokes go: recorded with the rule deliveries, as moto cannot
+    run a function (the Invoke request itself is checked with the Stubber below)."""
+
+    def __init__(self, invocations: Invocations) -> None:
+        self._invocations = invocations
+
+    def to_function(self, function_arn: str, event: dict[str, Any]) -> None:
+        self._invocations("redrive", {"Arn": function_arn}, event)
+
+
 class World:
-    def __init__(self, clients: Clients, deployment: Deployment, queues: dict[str, Any]) -> None:
-        self.clients, self.deployment, self.queues = clients, deployment, queues
-        self.by_function = {t.function: url for url, t in queues.items()}
+    def __init__(self, clients: Clients, deployment: Deployment, invocations: Invocations) -> None:
+        self.clients, self.deployment, self.invocations = clients, deployment, invocations
+        self.by_function = {t.function: deployment.functions[t.function].arn for t in deployment.targets}
         self.outputs = deployment.outputs
 
     def ingest(self, events: Any | None = None) -> IngestService:
@@ -46,14 +57,7 @@ class World:
         )
 
     def drain(self, function: str) -> list[dict[str, Any]]:
-        url, out = self.by_function[function], []
-        while batch := self.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            for message in batch:
-                out.append(json.loads(message["Body"]))
-                self.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return out
+        return self.invocations.take(self.by_function[function])
 
     def drain_all(self) -> dict[str, list[dict[str, Any]]]:
         return {function: self.drain(function) for function in self.by_function}
@@ -63,9 +67,7 @@ class World:
             s3=self.clients.s3,
             sqs=self.clients.sqs,
             events=self.clients.events,
-            deliverer=LocalDeliverer(
-                self.clients.sqs, {self.deployment.functions[f].arn: u for f, u in self.by_function.items()}
-            ),
+            deliverer=Redelivered(self.invocations),
             bucket=self.outputs["DataBucketName"],
             dlq_url=self.outputs["DeliveryDLQUrl"],
             failed_url=self.outputs["FailedEventsQueueUrl"],
@@ -77,11 +79,11 @@ class World:
 
 
 @pytest.fixture
-def world(translated_template: dict[str, Any]) -> Iterator[World]:
+def world(translated_template: dict[str, Any], lambda_invocations: Invocations) -> Iterator[World]:
     with mock_aws():
         clients = Clients()
         deployment = deploy(clients, cfn=translated_template)
-        yield World(clients, deployment, route_targets_to_queues(clients, deployment))
+        yield World(clients, deployment, lambda_invocations)
 
 
 def post(service: IngestService, topic: str) -> str:

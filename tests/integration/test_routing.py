@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from tests.conftest import ROOT, TOPICS
-from tools.stack import Clients, Deployment, deploy, route_targets_to_queues
+from tests.conftest import ROOT, TOPICS, Invocations
+from tools.stack import Clients, Deployment, deploy
 
 # Written by hand: which functions each topic must reach.
 EXPECTED_ROUTES = {
@@ -30,29 +30,25 @@ EXPECTED_ROUTES = {
 
 
 @pytest.fixture
-def deployed(translated_template: dict[str, Any]) -> Iterator[tuple[Clients, Deployment, dict[str, Any]]]:
+def deployed(
+    translated_template: dict[str, Any], lambda_invocations: Invocations
+) -> Iterator[tuple[Clients, Deployment, Invocations]]:
     with mock_aws():
         clients = Clients()
         deployment = deploy(clients, cfn=translated_template)
-        queues = route_targets_to_queues(clients, deployment)
-        yield clients, deployment, queues
+        yield clients, deployment, lambda_invocations
 
 
-def _reached(clients: Clients, queues: dict[str, Any]) -> set[str]:
-    reached = set()
-    for url, target in queues.items():
-        messages = clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
-            reached.add(target.function)
-            clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return reached
+def _reached(deployment: Deployment, invocations: Invocations) -> set[str]:
+    by_arn = {f.arn: name for name, f in deployment.functions.items()}
+    return {by_arn[target["Arn"]] for _, target, _ in invocations.deliveries}
 
 
 @pytest.mark.parametrize("topic", TOPICS)
 def test_each_topic_reaches_exactly_its_consumers(
-    deployed: tuple[Clients, Deployment, dict[str, Any]], topic: str
+    deployed: tuple[Clients, Deployment, Invocations], topic: str
 ) -> None:
-    clients, deployment, queues = deployed
+    clients, deployment, invocations = deployed
     event = json.loads((ROOT / "events" / "eventbridge" / f"{topic}.json").read_text())
     clients.events.put_events(
         Entries=[
@@ -64,13 +60,13 @@ def test_each_topic_reaches_exactly_its_consumers(
             }
         ]
     )
-    assert _reached(clients, queues) == EXPECTED_ROUTES[topic]
+    assert _reached(deployment, invocations) == EXPECTED_ROUTES[topic]
 
 
 def test_unknown_topics_and_other_sources_reach_no_consumer(
-    deployed: tuple[Clients, Deployment, dict[str, Any]],
+    deployed: tuple[Clients, Deployment, Invocations],
 ) -> None:
-    clients, deployment, queues = deployed
+    clients, deployment, invocations = deployed
     bus = deployment.outputs["EventBusName"]
     clients.events.put_events(
         Entries=[
@@ -83,11 +79,11 @@ def test_unknown_topics_and_other_sources_reach_no_consumer(
             {"Source": "someone.else", "DetailType": "chat.create", "Detail": "{}", "EventBusName": bus},
         ]
     )
-    assert _reached(clients, queues) == set()
+    assert _reached(deployment, invocations) == set()
 
 
 def test_every_rule_target_keeps_retry_policy_and_dead_letter_queue(
-    deployed: tuple[Clients, Deployment, dict[str, Any]],
+    deployed: tuple[Clients, Deployment, Invocations],
 ) -> None:
     clients, deployment, _ = deployed
     dlq_arn = clients.sqs.get_queue_attributes(
@@ -105,7 +101,7 @@ def test_every_rule_target_keeps_retry_policy_and_dead_letter_queue(
 
 
 def test_every_consumer_has_an_on_failure_destination(
-    deployed: tuple[Clients, Deployment, dict[str, Any]],
+    deployed: tuple[Clients, Deployment, Invocations],
 ) -> None:
     clients, deployment, _ = deployed
     failed_arn = clients.sqs.get_queue_attributes(

@@ -10,7 +10,8 @@ translator and moto's CloudFormation (tools.stack). Settings come from the envir
 | EBBOT_LOCAL_TOKEN | local-dev-token-change-me | the webhook token (events/apigw uses it) |
 | EBBOT_LOCAL_DIR | .local | where outputs.json, state and logs are written |
 | EBBOT_LOCAL_TEMPLATE | template.yaml | the template to run |
-| EBBOT_LOCAL_RETRY_DELAY | 0.2 | seconds between a failed invocation's retries (Lambda: 60 and 120) |
+| EBBOT_LOCAL_RETRY_DELAY | 0.2 | first delay before retrying a failed invocation (Lambda: 60 s) or delivery |
+| EBBOT_LOCAL_CONCURRENCY | 2 | events each function runs at once |
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tools.events import SAMPLE_TOKEN
-from tools.stack import ROOT, Clients, Deployment, StackError, deploy, route_targets_to_queues, translate
+from tools.stack import ROOT, Clients, Deployment, StackError, deploy, translate
 
 REGION = "us-east-1"
 STACK_NAME = "local"
@@ -48,6 +49,7 @@ class Settings:
     state_dir: Path = ROOT / ".local"
     template: Path = ROOT / "template.yaml"
     retry_delay_s: float = 0.2
+    concurrency: int = 2
     verbose: bool = True
 
     @classmethod
@@ -61,6 +63,7 @@ class Settings:
                 state_dir=Path(env.get("EBBOT_LOCAL_DIR", ROOT / ".local")),
                 template=Path(env.get("EBBOT_LOCAL_TEMPLATE", ROOT / "template.yaml")),
                 retry_delay_s=float(env.get("EBBOT_LOCAL_RETRY_DELAY", 0.2)),
+                concurrency=max(1, int(env.get("EBBOT_LOCAL_CONCURRENCY", 2))),
             )
         except ValueError as exc:
             raise LocalStackError(f"bad EBBOT_LOCAL_* setting: {exc}") from None
@@ -148,7 +151,12 @@ def _spawn_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **_aws_environment(settings)},
+        env={
+            **os.environ,
+            **_aws_environment(settings),
+            "EBBOT_LOCAL_ROUTES": str(settings.state_dir / "routes.json"),
+            "EBBOT_LOCAL_RETRY_DELAY": str(settings.retry_delay_s),
+        },
         preexec_fn=_die_with_parent,
     )
 
@@ -193,9 +201,7 @@ def _http_function(deployment: Deployment) -> str | None:
     return None
 
 
-def _state(
-    settings: Settings, deployment: Deployment, queues: dict[str, Any], clients: Clients
-) -> dict[str, Any]:
+def _state(settings: Settings, deployment: Deployment, clients: Clients) -> dict[str, Any]:
     def url_of(arn: str | None) -> str | None:
         if not arn:
             return None
@@ -213,6 +219,7 @@ def _state(
             "timeout_s": fn.timeout_s,
             "memory": resource.get("MemorySize", 128),
             "max_retry_attempts": fn.max_retry_attempts,
+            "max_event_age_s": fn.max_event_age_s,
             "on_failure_url": url_of(fn.on_failure_arn),
         }
     return {
@@ -220,17 +227,6 @@ def _state(
         "webhook_port": settings.webhook_port,
         "http_function": _http_function(deployment),
         "functions": functions,
-        "queues": {
-            url: {
-                "url": url,
-                "function": target.function,
-                "function_arn": deployment.functions[target.function].arn,
-                "rule_arn": target.rule_arn,
-                "dlq_url": url_of(target.dead_letter_arn),
-                "max_event_age_s": target.max_event_age_s,
-            }
-            for url, target in queues.items()
-        },
         "worker_environment": {
             **_aws_environment(settings),
             "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
@@ -240,6 +236,7 @@ def _state(
         },
         "ready_dir": str(settings.state_dir / "ready"),
         "retry_delay_s": settings.retry_delay_s,
+        "concurrency": settings.concurrency,
         "verbose": settings.verbose,
     }
 
@@ -261,7 +258,7 @@ def start(settings: Settings) -> LocalStack:
     if not settings.template.exists():
         raise LocalStackError(f"no template at {settings.template}")
     state_dir = settings.state_dir
-    for stale in ("ready", "state.json", "outputs.json"):
+    for stale in ("ready", "state.json", "outputs.json", "routes.json"):
         path = state_dir / stale
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     (state_dir / "ready").mkdir(parents=True, exist_ok=True)
@@ -284,8 +281,7 @@ def start(settings: Settings) -> LocalStack:
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
         stack.deployment = deployment
-        queues = route_targets_to_queues(clients, deployment)
-        state = _state(settings, deployment, queues, clients)
+        state = _state(settings, deployment, clients)
         partial = state_dir / "state.json.partial"
         partial.write_text(json.dumps(state, indent=1))
         partial.rename(state_dir / "state.json")  # workers see it whole or not at all
@@ -328,9 +324,21 @@ def _wait_for_workers(stack: LocalStack, state: dict[str, Any]) -> None:
                 f"{stack.settings.state_dir / 'logs' / dead[0]}.log)"
             )
         if all((ready_dir / name).exists() for name in stack.workers):
+            _write_routes(stack.settings, state)
             return
         time.sleep(0.05)
     raise LocalStackError("the functions did not start within 60 s")
+
+
+def _write_routes(settings: Settings, state: dict[str, Any]) -> None:
+    """Function ARN -> its worker's Invoke API, for moto's Lambda-target delivery (and redrive)."""
+    routes = {
+        function["arn"]: json.loads((Path(state["ready_dir"]) / logical).read_text())["invoke_url"]
+        for logical, function in state["functions"].items()
+    }
+    partial = settings.state_dir / "routes.json.partial"
+    partial.write_text(json.dumps(routes, indent=1))
+    partial.rename(settings.state_dir / "routes.json")
 
 
 def _write_outputs(settings: Settings, deployment: Deployment) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """Run one function of the template the way Lambda would, against the local stack.
 
 - `Invoker` imports the handler named in the template and calls it with a Lambda-like context.
-- `AsyncInvoker` adds what EventBridge's asynchronous invocation means: a handler that raises is
-  retried as the function's EventInvokeConfig says (at most 2), then Lambda's invocation record
-  goes to the on-failure destination queue. Events older than the rule target's maximum age, or
-  that could not be delivered (a worker died while holding them), go to the rule's DLQ with the
-  attributes EventBridge sets.
-- `poll_queue` feeds a consumer from the SQS queue that stands in for its rule target.
+- `AsyncInvoker` adds what asynchronous invocation means: a handler that raises is retried as the
+  function's EventInvokeConfig says (at most 2), then Lambda's invocation record goes to the
+  on-failure destination queue; so does an event that waited longer than MaximumEventAgeInSeconds.
+- `serve_invoke` is Lambda's Invoke API for one function (what EventBridge calls, through
+  tools.local.lambda_targets): InvocationType Event queues the event for `AsyncInvoker` and answers
+  202; RequestResponse runs it and answers with its result. `GET /status` counts the queue.
 - `serve_ingest` is the HTTP API in front of the ingest function: POST /webhook and /webhook/{token}.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import queue
 import threading
 import time
 import traceback
@@ -72,23 +73,34 @@ class Invoker:
 
 
 def invocation_record(
-    function: dict[str, Any], event: dict[str, Any], error: BaseException, attempts: int
+    function: dict[str, Any],
+    event: dict[str, Any],
+    error: BaseException | None,
+    attempts: int,
+    condition: str = "RetriesExhausted",
 ) -> dict[str, Any]:
-    """Lambda's on-failure destination record for an asynchronous invocation that ran out of retries."""
-    return {
+    """Lambda's on-failure destination record for an asynchronous invocation that ran out of retries
+    (or, with condition EventAgeExceeded and no error, waited too long to run at all)."""
+    record: dict[str, Any] = {
         "version": "1.0",
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "requestContext": {
             "requestId": str(uuid.uuid4()),
             "functionArn": f"{function['arn']}:$LATEST",
-            "condition": "RetriesExhausted",
+            "condition": condition,
             "approximateInvokeCount": attempts,
         },
         "requestPayload": event,
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        # Only the error's type: its message could quote chat content.
-        "responsePayload": {"errorType": type(error).__name__, "errorMessage": type(error).__name__},
     }
+    if error is not None:
+        record["responseContext"] = {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        }
+        # Only the error's type: its message could quote chat content.
+        record["responsePayload"] = {"errorType": type(error).__name__, "errorMessage": type(error).__name__}
+    return record
 
 
 class AsyncInvoker:
@@ -107,10 +119,14 @@ class AsyncInvoker:
         self._retry_delay_s = retry_delay_s
         self._report = report
 
-    def handle(self, event: dict[str, Any]) -> bool:
-        """True if the handler succeeded; False if the event went to the on-failure destination."""
+    def handle(self, event: dict[str, Any], queued_s: float = 0.0) -> bool:
+        """True if the handler succeeded; False if the event went to the on-failure destination.
+        `queued_s`: how long the event waited in the function's queue before this call."""
         function = self._invoker.function
         attempts = 1 + int(function.get("max_retry_attempts", 2))
+        if queued_s > int(function.get("max_event_age_s", 21600)):
+            self._to_destination(event, invocation_record(function, event, None, 0, "EventAgeExceeded"))
+            return False
         started = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
@@ -120,10 +136,7 @@ class AsyncInvoker:
                 if attempt < attempts:
                     time.sleep(self._retry_delay_s * attempt)  # Lambda waits 1 min, then 2 min
                     continue
-                record = invocation_record(function, event, error, attempts)
-                destination = function.get("on_failure_url")
-                if destination:
-                    self._sqs.send_message(QueueUrl=destination, MessageBody=json.dumps(record))
+                destination = self._to_destination(event, invocation_record(function, event, error, attempts))
                 self._report(
                     f"{function['logical_id']:<20} {event.get('detail-type', '?'):<22} FAILED x{attempts} "
                     f"({type(error).__name__}) -> {'on-failure queue' if destination else 'dropped'}"
@@ -134,73 +147,128 @@ class AsyncInvoker:
             return True
         return False  # pragma: no cover (the loop always returns)
 
+    def _to_destination(self, event: dict[str, Any], record: dict[str, Any]) -> str | None:
+        destination: str | None = self._invoker.function.get("on_failure_url")
+        if destination:
+            self._sqs.send_message(QueueUrl=destination, MessageBody=json.dumps(record))
+        return destination
 
-def poll_queue(
-    sqs: Any,
-    queue: dict[str, Any],
-    async_invoker: AsyncInvoker,
-    stop: threading.Event,
-    *,
-    max_receives: int = 3,
-) -> None:
-    """Receive the rule target's events and invoke the function for each, until `stop` is set."""
-    url = queue["url"]
-    idle_s = 0.0
-    while not stop.is_set():
-        try:
-            # Short polls: a long poll would hold moto's request lock (tools.local.moto_server).
-            batch = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=0,
-                AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            )
-        except Exception:
-            if stop.is_set():
+
+def _latency_ms(event: dict[str, Any]) -> float | None:
+    """From the ingest function's receipt of the webhook (metadata.receivedAt) to now."""
+    try:
+        received = datetime.fromisoformat(event["detail"]["metadata"]["receivedAt"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (datetime.now(UTC) - received).total_seconds() * 1000
+
+
+class EventQueue:
+    """Lambda's internal queue for asynchronous invocations of one function: events wait here and
+    `concurrency` threads run them through `AsyncInvoker`. Counts, and the latency from webhook
+    receipt to handler success, are kept for `GET /status` (the benchmarks read them)."""
+
+    def __init__(self, async_invoker: AsyncInvoker, concurrency: int = 2) -> None:
+        self._async = async_invoker
+        self._queue: queue.SimpleQueue[tuple[float, dict[str, Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._counts = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0}
+        self._latencies: list[float] = []
+        for n in range(concurrency):
+            threading.Thread(target=self._run, name=f"invoke-{n}", daemon=True).start()
+
+    def put(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._counts["queued"] += 1
+        self._queue.put((time.monotonic(), event))
+
+    def status(self, *, take_latencies: bool = False) -> dict[str, Any]:
+        """The counts; with take_latencies, also the latencies since the last take (and forget them)."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            if take_latencies:
+                out["latencies_ms"], self._latencies = self._latencies, []
+        return out
+
+    def _run(self) -> None:
+        while True:
+            queued_at, event = self._queue.get()
+            with self._lock:
+                self._counts["queued"] -= 1
+                self._counts["running"] += 1
+            ok = False
+            try:
+                ok = self._async.handle(event, time.monotonic() - queued_at)
+            except Exception:  # the on-failure queue itself failed: say so, keep serving
+                traceback.print_exc()
+            latency = _latency_ms(event) if ok else None
+            with self._lock:
+                self._counts["running"] -= 1
+                self._counts["succeeded" if ok else "failed"] += 1
+                if latency is not None and len(self._latencies) < 1_000_000:
+                    self._latencies.append(latency)
+
+
+def serve_invoke(
+    invoker: Invoker, events: EventQueue, *, report: Callable[[str], None] = print
+) -> ThreadingHTTPServer:
+    """Lambda's Invoke API for this function on 127.0.0.1 (a free port; see server.server_address)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "ebbot-webhooks-local"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for key, value in {"content-type": "application/json", **(headers or {})}.items():
+                self.send_header(key, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if not (self.path.startswith("/2015-03-31/functions/") and self.path.endswith("/invocations")):
+                self._reply(404, b'{"Type":"User","message":"Not Found"}')
                 return
-            time.sleep(0.5)
-            continue
-        if not batch.get("Messages"):
-            # Back off while idle (moto spends CPU on every poll), but stay quick to pick up work.
-            idle_s = min(0.5, idle_s * 2 or 0.02)
-            stop.wait(idle_s)
-            continue
-        idle_s = 0.0
-        handled: list[dict[str, str]] = []
-        for message in batch.get("Messages", []):
-            event = json.loads(message["Body"])
-            event.setdefault("account", ACCOUNT)  # moto leaves it out; AWS always sends it
-            attributes = message.get("Attributes", {})
-            age_s = time.time() - int(attributes.get("SentTimestamp", time.time() * 1000)) / 1000
-            receives = int(attributes.get("ApproximateReceiveCount", 1))
-            if receives > max_receives or age_s > queue.get("max_event_age_s", 86400):
-                _dead_letter(
-                    sqs, queue, event, "DELIVERY_FAILED" if receives > max_receives else "EVENT_TOO_OLD"
-                )
+            try:
+                event = json.loads(body or b"{}")
+            except ValueError:
+                self._reply(400, b'{"Type":"User","message":"Could not parse request body into json"}')
+                return
+            kind = self.headers.get("x-amz-invocation-type", "RequestResponse")
+            if kind == "Event":
+                events.put(event)
+                self._reply(202)
+            elif kind == "DryRun":
+                self._reply(204)
             else:
-                async_invoker.handle(event)
-            handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
-        # Deleted once handled (or dead-lettered), in one request for the batch.
-        sqs.delete_message_batch(QueueUrl=url, Entries=handled)
+                try:
+                    result = invoker.invoke(event)
+                except Exception as exc:
+                    payload = {"errorType": type(exc).__name__, "errorMessage": type(exc).__name__}
+                    self._reply(200, json.dumps(payload).encode(), {"x-amz-function-error": "Unhandled"})
+                    report(
+                        f"{invoker.function['logical_id']:<20} {'(invoke)':<22} error {type(exc).__name__}"
+                    )
+                    return
+                self._reply(200, json.dumps(result).encode())
 
+        def do_GET(self) -> None:
+            if self.path.split("?", 1)[0] == "/status":
+                take = self.path.endswith("?latencies=take")
+                self._reply(200, json.dumps(events.status(take_latencies=take)).encode())
+            else:
+                self._reply(404, b'{"message":"Not Found"}')
 
-def _dead_letter(sqs: Any, queue: dict[str, Any], event: dict[str, Any], code: str) -> None:
-    """What EventBridge does when it cannot deliver to a target: the raw event, with its reasons."""
-    if not queue.get("dlq_url"):
-        return
-    sqs.send_message(
-        QueueUrl=queue["dlq_url"],
-        MessageBody=json.dumps(event),
-        MessageAttributes={
-            "RULE_ARN": {"DataType": "String", "StringValue": queue["rule_arn"]},
-            "TARGET_ARN": {"DataType": "String", "StringValue": queue["function_arn"]},
-            "ERROR_CODE": {"DataType": "String", "StringValue": code},
-            "ERROR_MESSAGE": {
-                "DataType": "String",
-                "StringValue": "the local stack could not deliver the event",
-            },
-        },
-    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="invoke-http", daemon=True).start()
+    return server
 
 
 # --- the HTTP API in front of the ingest function ------------------------------------------------------

@@ -2,9 +2,10 @@
 
     python -m tools.local.worker STATE_FILE FUNCTION_LOGICAL_ID
 
-The ingest function serves the HTTP API routes; a consumer polls the queues that stand in for its
-rule targets. A process per function keeps each function's environment (and Powertools' settings,
-read at import) its own, as in Lambda, and lets the functions use both cores.
+Every function serves Lambda's Invoke API on a free port (EventBridge's deliveries arrive there, see
+tools.local.lambda_targets) and says where in its ready file; the function behind the HTTP API also
+serves the webhook routes. A process per function keeps each function's environment (and
+Powertools' settings, read at import) its own, as in Lambda, and lets the functions use both cores.
 """
 
 from __future__ import annotations
@@ -61,7 +62,14 @@ def main(argv: list[str]) -> int:
     # Imported only now: Powertools reads its settings from the environment at import.
     import boto3
 
-    from tools.local.runtime import AsyncInvoker, HandlerImportError, Invoker, poll_queue, serve_ingest
+    from tools.local.runtime import (
+        AsyncInvoker,
+        EventQueue,
+        HandlerImportError,
+        Invoker,
+        serve_ingest,
+        serve_invoke,
+    )
 
     try:
         invoker = Invoker(function)
@@ -75,30 +83,21 @@ def main(argv: list[str]) -> int:
 
     if logical_id == state.get("http_function"):
         try:
-            server = serve_ingest(invoker, int(state["webhook_port"]), report=report)
+            serve_ingest(invoker, int(state["webhook_port"]), report=report)
         except OSError as exc:
             _report(f"error: cannot listen on 127.0.0.1:{state['webhook_port']}: {exc}")
             return 4
-        Path(state["ready_dir"], logical_id).touch()
-        _wait_while_parent_lives(stop)
-        server.shutdown()
-        return 0
-
-    sqs = boto3.client("sqs")
     async_invoker = AsyncInvoker(
-        invoker, sqs, retry_delay_s=float(state.get("retry_delay_s", 0.2)), report=report
+        invoker, boto3.client("sqs"), retry_delay_s=float(state.get("retry_delay_s", 0.2)), report=report
     )
-    threads = [
-        threading.Thread(target=poll_queue, args=(sqs, queue, async_invoker, stop), daemon=True)
-        for queue in state["queues"].values()
-        if queue["function"] == logical_id
-        for _ in range(int(state.get("pollers_per_queue", 1)))
-    ]
-    for thread in threads:
-        thread.start()
-    Path(state["ready_dir"], logical_id).touch()
+    events = EventQueue(async_invoker, concurrency=int(state.get("concurrency", 2)))
+    invoke = serve_invoke(invoker, events, report=report)
+    ready = {"invoke_url": f"http://127.0.0.1:{invoke.server_address[1]}"}
+    partial = Path(state["ready_dir"], f"{logical_id}.partial")
+    partial.write_text(json.dumps(ready))
+    partial.rename(Path(state["ready_dir"], logical_id))
     _wait_while_parent_lives(stop)
-    return 0  # pollers are daemon threads; an unfinished event stays in its queue
+    return 0  # events still queued here are lost with the process, as the whole local stack's state is
 
 
 if __name__ == "__main__":
