@@ -83,6 +83,7 @@ deploy: sam-build ## sam deploy to your AWS account (STAGE=dev|prod, see samconf
 bench: $(VENV)/.installed ## benchmarks, as ratios to baselines measured in the same run (bench/results/latest.json)
 	$(PY) bench/run.py
 	$(PY) bench/cost.py
+	$(PY) bench/e2e.py
 
 clean: ## remove venvs, build output and local state
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
