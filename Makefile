@@ -82,6 +82,7 @@ deploy: sam-build ## sam deploy to your AWS account (STAGE=dev|prod, see samconf
 
 bench: $(VENV)/.installed ## benchmarks, as ratios to baselines measured in the same run (bench/results/latest.json)
 	$(PY) bench/run.py
+	$(PY) bench/consumers.py
 	$(PY) bench/cost.py
 	$(PY) bench/e2e.py
 

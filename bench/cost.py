@@ -2,8 +2,9 @@
 
     python bench/cost.py        (make bench runs it after the timings)
 
-Inputs: the template's memory and architecture (arm64), the write counts of docs/data-model.md, the
-ingest handler's measured time per event (bench/results/latest.json, from bench/run.py, when present),
+Inputs: the template's memory and architecture (arm64), the write units measured by
+bench/consumers.py (docs/data-model.md's counts where a topic was not measured), the ingest handler's
+and the consumers' measured time per event (bench/results/latest.json, when present),
 and the prices in bench/prices-2026-11-27.json. AWS-side latency that a local run cannot measure
 (PutEvents, DynamoDB and S3 round trips) is an assumption stated below. The floor is what any design
 pays per webhook: an HTTP API request, one EventBridge event and one DynamoDB write.
@@ -53,7 +54,19 @@ EVENT_KB = {"chat.close": 100}  # everything else: a few KB, one 64 KB chunk
 MEMORY_GB = {"ingest": 0.25, "consumer": 0.25, "transcripts": 0.5}
 # Assumed AWS round trips (not measurable here): PutEvents 15 ms, a DynamoDB call 6 ms, S3 15 ms.
 AWS_MS = {"ingest": 15, "chat": 12, "message": 6, "run": 6, "close": 6 * 8 + 15 * 2}
-CONSUMER_CPU_MS = 3.0  # parse + merge per event, as the local runs suggest
+CONSUMER_CPU_MS = 3.0  # parse + merge per event, when bench/consumers.py has not measured it
+# Measured consumer cases (bench/consumers.py, first delivery) that stand for each topic of the mix.
+CONSUMER_CASES = {
+    "chat.create": "ChatsFunction chat.create (first)",
+    "chat.update": "ChatsFunction chat.update (first)",
+    "chat.status.change": "ChatsFunction chat.status.change (first)",
+    "chat.user.update": "ChatsFunction chat.update (first)",
+    "chat.data.update": "ChatsFunction chat.update (first)",
+    "message": "MessagesFunction chat.user.message (first)",
+    "chat.scenario.run": "ScenariosFunction chat.scenario.run (first)",
+    # A close whose messages all arrived before it (the common case); its 5 missing writes are in WCU.
+    "chat.close": "TranscriptsFunction chat.close 100 KB (again)",
+}
 LOG_BYTES_PER_INVOCATION = 700  # START/END/REPORT lines and one INFO line
 XRAY_SAMPLED = 0.05  # X-Ray's default sampling at volume
 ARCHIVE_MONTHS = 3  # ArchiveRetentionDays 90
@@ -72,17 +85,33 @@ def ingest_ms() -> dict[str, float]:
     }
 
 
+def consumer_figures() -> dict[str, dict[str, float]]:
+    """Per topic: consumer CPU ms (measured when bench/consumers.py ran) and DynamoDB write units
+    (measured base + index units for the chat-state and message topics; the model's otherwise)."""
+    latest = ROOT / "bench" / "results" / "latest.json"
+    measured = json.loads(latest.read_text()).get("consumers", {}) if latest.exists() else {}
+    out = {}
+    for topic in MIX:
+        case = measured.get(CONSUMER_CASES[topic], {})
+        wcu = WCU[topic]
+        if case and topic not in ("chat.close", "chat.user.update", "chat.data.update"):
+            wcu = case["wcu"] + case.get("gsi_wcu", 0)
+        out[topic] = {"cpu_ms": float(case.get("handler_ms", CONSUMER_CPU_MS)), "wcu": wcu}
+    return out
+
+
 def per_million(front_door: str = "http_api") -> dict[str, float]:
     p = PRICES
     cpu = ingest_ms()
     lines: dict[str, float] = {}
     lines["API requests"] = p[f"{front_door}_per_million"]
     ingest_seconds = sum(MIX[t] * (cpu[t] + AWS_MS["ingest"]) for t in MIX) / 1000
+    consumers = consumer_figures()
     consumer_seconds = (
         sum(
             MIX[t]
             * (
-                CONSUMER_CPU_MS
+                consumers[t]["cpu_ms"]
                 + AWS_MS["close" if t == "chat.close" else "message" if t == "message" else "chat"]
             )
             for t in MIX
@@ -104,7 +133,7 @@ def per_million(front_door: str = "http_api") -> dict[str, float]:
     lines["EventBridge archive"] = gb * (
         p["archive_per_gb_processed"] + ARCHIVE_MONTHS * p["archive_per_gb_month"]
     )
-    lines["DynamoDB writes"] = sum(MIX[t] * WCU[t] for t in MIX) * p["dynamodb_wcu_per_million"]
+    lines["DynamoDB writes"] = sum(MIX[t] * consumers[t]["wcu"] for t in MIX) * p["dynamodb_wcu_per_million"]
     lines["DynamoDB reads"] = sum(MIX[t] * RCU[t] for t in MIX) * p["dynamodb_rcu_per_million"]
     closes = MIX["chat.close"] * 1e6
     lines["S3 transcripts (HEAD + PUT)"] = (

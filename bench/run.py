@@ -6,7 +6,11 @@
 2. Warm ingest: the ingest handler's time per event for each sample and for chat.close transcripts
    of 10 KB, 100 KB and 1 MB, against json.loads + json.dumps + one Stubber-answered put_events of
    the same body.
+3. Peak memory of one ingest of a 4 MB chat.close body (tracemalloc), against json.loads +
+   json.dumps of the same body.
 
+bench/consumers.py (consumers per event, with their DynamoDB and S3 requests), bench/cost.py
+(dollars per million webhooks) and bench/e2e.py (the local stack end to end) complete `make bench`.
 Results go to bench/results/latest.json. No timing is asserted anywhere: these are measurements.
 """
 
@@ -59,16 +63,16 @@ def transcript_body(size: int) -> bytes:
     return json.dumps(body).encode()
 
 
-def warm() -> dict[str, Any]:
+def _ingest() -> tuple[Any, Any, Any]:
+    """The ingest service as the handler builds it, with clients the Stubber can answer."""
     sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
     from bench.coldstart_child import BENCH_ENV
 
     os.environ.update(BENCH_ENV)
     import boto3
-    from botocore.stub import Stubber
 
     from ingest.auth import TokenVerifier
-    from ingest.service import HttpRequest, IngestService
+    from ingest.service import IngestService
     from shared.settings import IngestSettings
 
     events = boto3.client("events", region_name="us-east-1")
@@ -86,6 +90,54 @@ def warm() -> dict[str, Any]:
         events=events,
         s3=s3,
     )
+    return service, events, s3
+
+
+def peak_memory(size: int = 4 * 1024 * 1024) -> dict[str, Any]:
+    """Peak Python memory of one ingest of a chat.close body of `size` bytes (claim-checked to S3,
+    both calls Stubber-answered), against json.loads + json.dumps of the same body."""
+    import tracemalloc
+
+    from botocore.stub import Stubber
+
+    from ingest.service import HttpRequest
+
+    service, events, s3 = _ingest()
+    raw = transcript_body(size)
+    text = raw.decode()
+
+    def handler() -> None:
+        s3_stub.add_response("put_object", {})
+        events_stub.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})
+        response = service.handle(HttpRequest(text, False, {}, "t" * 32))
+        assert response.status == 202, response.body
+
+    def baseline() -> None:
+        json.dumps(json.loads(raw))
+
+    peaks = {}
+    with Stubber(events) as events_stub, Stubber(s3) as s3_stub:
+        for label, fn in (("handler", handler), ("baseline", baseline)):
+            fn()  # warm: imports and caches are not the body's cost
+            tracemalloc.start()
+            fn()
+            peaks[label] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    return {
+        "bytes": len(raw),
+        "handler_peak_mb": round(peaks["handler"] / 2**20, 1),
+        "baseline_peak_mb": round(peaks["baseline"] / 2**20, 1),
+        "handler_peak_per_body_byte": round(peaks["handler"] / len(raw), 1),
+        "ratio": round(peaks["handler"] / peaks["baseline"], 2),
+    }
+
+
+def warm() -> dict[str, Any]:
+    from botocore.stub import Stubber
+
+    from ingest.service import HttpRequest
+
+    service, events, _ = _ingest()
     ok = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]}
     bodies = {p.stem: p.read_bytes() for p in sorted((ROOT / "events" / "webhooks").glob("*.json"))}
     bodies.update(
@@ -145,6 +197,7 @@ def main() -> int:
             "ratio": round(measured["total_ms"] / base["total_ms"], 2),
         }
     report["warm_ingest"] = warm()
+    report["peak_memory_4mb"] = peak_memory()
     out = ROOT / "bench" / "results" / "latest.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"cold start (median of {RUNS}, import + first invocation, vs boto3 + clients + one call):")
@@ -159,6 +212,12 @@ def main() -> int:
             f"  {name:<22} {r['bytes']:>8} B  {r['handler_ms']:8.3f} ms  "
             f"baseline {r['baseline_ms']:8.3f} ms  ratio {r['ratio']:.2f}"
         )
+    m = report["peak_memory_4mb"]
+    print(
+        f"peak memory, one {m['bytes']} B chat.close: {m['handler_peak_mb']} MB "
+        f"({m['handler_peak_per_body_byte']} B per body byte); json round trip {m['baseline_peak_mb']} MB; "
+        f"ratio {m['ratio']}"
+    )
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 

@@ -1,0 +1,146 @@
+"""moto with the local stack's documented speedups (tools/local/moto_server.py; every test runs on
+them, tests/conftest.py) still answers DynamoDB as DynamoDB does, where the patches reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from tools.local.moto_server import apply_speedups
+
+NESTED = {
+    "M": {
+        "list": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"deep": {"BOOL": True}}}, {"NULL": True}]},
+        "set": {"SS": ["x", "y"]},
+        "bytes": {"B": b"\x00\x01"},
+        "numbers": {"NS": ["1", "2.5"]},
+    }
+}
+
+
+@pytest.fixture
+def ddb() -> Iterator[Any]:
+    apply_speedups()  # idempotent: applied once already by conftest
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "g", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "gsi1",
+                    "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for chat in ("a", "b", "c"):
+            for n in (3, 1, 2, 10):
+                client.put_item(
+                    TableName="t",
+                    Item={"pk": {"S": chat}, "sk": {"S": f"MSG#{n:02d}"}, "g": {"S": f"G{n % 2}"}},
+                )
+        yield client
+
+
+def _sks(response: dict[str, Any]) -> list[str]:
+    return [item["sk"]["S"] for item in response["Items"]]
+
+
+def test_a_partition_query_returns_that_partition_in_key_order(ddb: Any) -> None:
+    def query(**extra: Any) -> Any:
+        return ddb.query(
+            TableName="t",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :m)",
+            ExpressionAttributeValues={":pk": {"S": "b"}, ":m": {"S": "MSG#"}},
+            **extra,
+        )
+
+    assert _sks(query()) == ["MSG#01", "MSG#02", "MSG#03", "MSG#10"]
+    assert _sks(query(ScanIndexForward=False)) == ["MSG#10", "MSG#03", "MSG#02", "MSG#01"]
+    first = query(Limit=3)
+    assert _sks(first) == ["MSG#01", "MSG#02", "MSG#03"]
+    assert _sks(query(ExclusiveStartKey=first["LastEvaluatedKey"])) == ["MSG#10"]
+    assert query(ProjectionExpression="sk")["Items"][0] == {"sk": {"S": "MSG#01"}}
+    none = ddb.query(
+        TableName="t", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": "zzz"}}
+    )
+    assert none["Items"] == []
+
+
+def test_index_queries_still_span_partitions(ddb: Any) -> None:
+    response = ddb.query(
+        TableName="t",
+        IndexName="gsi1",
+        KeyConditionExpression="g = :g",
+        ExpressionAttributeValues={":g": {"S": "G1"}},
+    )
+    assert sorted((i["pk"]["S"], i["sk"]["S"]) for i in response["Items"]) == [
+        (chat, sk) for chat in ("a", "b", "c") for sk in ("MSG#01", "MSG#03")
+    ]
+
+
+def test_a_new_item_update_that_fails_validation_leaves_nothing(ddb: Any) -> None:
+    key = {"pk": {"S": "new"}, "sk": {"S": "x"}}
+    for expression, values in (
+        ("SET v = missing + :one", {":one": {"N": "1"}}),  # refers to an attribute that is not there
+        ("SET v = :one ADD v :one", {":one": {"N": "1"}}),  # two paths overlap
+        ("SET pk = :one", {":one": {"S": "1"}}),  # a key attribute
+    ):
+        with pytest.raises(ClientError) as error:
+            ddb.update_item(
+                TableName="t", Key=key, UpdateExpression=expression, ExpressionAttributeValues=values
+            )
+        assert error.value.response["Error"]["Code"] == "ValidationException"
+        assert "Item" not in ddb.get_item(TableName="t", Key=key)
+
+
+def test_updates_create_merge_and_return_old_values(ddb: Any) -> None:
+    key = {"pk": {"S": "new"}, "sk": {"S": "y"}}
+
+    def write(value: str, source: str) -> Any:
+        return ddb.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET v = if_not_exists(v, :v), doc = if_not_exists(doc, :doc) ADD src :src",
+            ExpressionAttributeValues={":v": {"S": value}, ":doc": NESTED, ":src": {"SS": [source]}},
+            ReturnValues="ALL_OLD",
+        )
+
+    assert "Attributes" not in write("first", "a")  # created
+    old = write("second", "b")["Attributes"]
+    assert old["v"] == {"S": "first"}
+    assert old["doc"] == NESTED  # nested maps, lists, sets and bytes come back whole
+    item = ddb.get_item(TableName="t", Key=key)["Item"]
+    assert item["v"] == {"S": "first"}
+    assert sorted(item["src"]["SS"]) == ["a", "b"]
+    assert item["doc"] == NESTED
+
+
+def test_the_same_expression_text_with_different_values_is_not_confused(ddb: Any) -> None:
+    for n in range(3):
+        ddb.update_item(
+            TableName="t",
+            Key={"pk": {"S": "same"}, "sk": {"S": str(n)}},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"N": str(n * 10)}},
+        )
+    values = [
+        ddb.get_item(TableName="t", Key={"pk": {"S": "same"}, "sk": {"S": str(n)}})["Item"]["v"]["N"]
+        for n in range(3)
+    ]
+    assert values == ["0", "10", "20"]
