@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     async_invoker = AsyncInvoker(
         invoker, boto3.client("sqs"), retry_delay_s=float(state.get("retry_delay_s", 0.2)), report=report
     )
-    events = EventQueue(async_invoker, concurrency=int(state.get("concurrency", 2)))
+    events = EventQueue(async_invoker, concurrency=int(state.get("concurrency", 8)))
     invoke = serve_invoke(invoker, events, report=report)
     ready = {"invoke_url": f"http://127.0.0.1:{invoke.server_address[1]}"}
     partial = Path(state["ready_dir"], f"{logical_id}.partial")
