@@ -100,9 +100,9 @@ def peak_memory(size: int = 4 * 1024 * 1024) -> dict[str, Any]:
 
     from botocore.stub import Stubber
 
+    service, events, s3 = _ingest()  # first: it sets the environment the modules read at import
     from ingest.service import HttpRequest
 
-    service, events, s3 = _ingest()
     raw = transcript_body(size)
     text = raw.decode()
 
@@ -135,9 +135,9 @@ def peak_memory(size: int = 4 * 1024 * 1024) -> dict[str, Any]:
 def warm() -> dict[str, Any]:
     from botocore.stub import Stubber
 
+    service, events, _ = _ingest()  # first: it sets the environment the modules read at import
     from ingest.service import HttpRequest
 
-    service, events, _ = _ingest()
     ok = {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]}
     bodies = {p.stem: p.read_bytes() for p in sorted((ROOT / "events" / "webhooks").glob("*.json"))}
     bodies.update(
