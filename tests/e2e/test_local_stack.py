@@ -121,6 +121,24 @@ def test_a_failing_consumer_ends_in_the_on_failure_queue_as_lambdas_record(poste
     assert record["responsePayload"]["errorType"] == "DeliberateFailureError"
 
 
+def test_redrive_sends_a_failed_invocation_back_to_its_function(posted: dict[str, Any]) -> None:
+    outputs = posted["outputs"]
+    (message,) = wait_for(lambda: queue_messages(outputs, "FailedEventsQueueUrl"))
+    first = json.loads(message["Body"])
+    # WHEN the operator redrives (the bug is not fixed: the function fails again)
+    result = _cli(posted, "redrive", "--local")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed invocations re-delivered:          1" in result.stdout
+    # THEN the same event reached the same function over its Invoke API, was retried, and is
+    # recorded again; the first record is gone from the queue
+    (again,) = wait_for(lambda: queue_messages(outputs, "FailedEventsQueueUrl"))
+    record = json.loads(again["Body"])
+    assert again["MessageId"] != message["MessageId"]
+    assert record["requestPayload"] == first["requestPayload"]
+    assert record["requestContext"]["functionArn"] == first["requestContext"]["functionArn"]
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+
+
 def test_wrong_token_is_401_over_http(local_stack: dict[str, Any]) -> None:
     outputs = local_stack["outputs"]
     url = outputs["WebhookUrl"].rsplit("/", 1)[0] + "/not-the-token-0123456789"
