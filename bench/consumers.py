@@ -207,7 +207,7 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     """(delivery, figures) for a first and a repeated delivery of one event to one consumer."""
     from botocore.stub import Stubber
 
-    from bench.run import transcript_body
+    from bench.run import best_of_3, transcript_body
     from shared import consumer
     from tools.local.runtime import LambdaContext
 
@@ -273,16 +273,6 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
                 **units,
             },
         )
-
-
-def best_of_3(fn: Any, iterations: int) -> float:
-    runs = []
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        runs.append((time.perf_counter() - started) / iterations * 1000)
-    return min(runs)
 
 
 def _replay(stub: Any, call: dict[str, Any]) -> None:

@@ -52,6 +52,17 @@ def cold(name: str) -> dict[str, float]:
     }
 
 
+def best_of_3(fn: Any, iterations: int) -> float:
+    """Milliseconds per call: the best of three runs of `iterations` calls (the least disturbed)."""
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        runs.append((time.perf_counter() - started) / iterations * 1000)
+    return min(runs)
+
+
 def transcript_body(size: int) -> bytes:
     body = json.loads((ROOT / "events" / "webhooks" / "chat.close.json").read_text())
     template = body["data"]["conversation"][3]
@@ -162,15 +173,7 @@ def warm() -> dict[str, Any]:
 
         for fn in (handler, baseline):
             fn()  # warm
-        timings = {}
-        for label, fn in (("handler", handler), ("baseline", baseline)):
-            runs = []
-            for _ in range(3):
-                started = time.perf_counter()
-                for _ in range(iterations):
-                    fn()
-                runs.append((time.perf_counter() - started) / iterations * 1000)
-            timings[label] = min(runs)
+        timings = {"handler": best_of_3(handler, iterations), "baseline": best_of_3(baseline, iterations)}
         results[name] = {
             "bytes": len(raw),
             "handler_ms": round(timings["handler"], 3),
