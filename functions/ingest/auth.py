@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -67,6 +68,9 @@ class TokenVerifier:
         self._clock = clock
         self._tokens: tuple[bytes, ...] | None = None
         self._loaded_at = float("-inf")
+        # Lambda runs one request at a time per sandbox; a threaded host (the local stack) must
+        # not send every waiting request to Secrets Manager at once.
+        self._lock = threading.Lock()
 
     def verify(self, *candidates: str | None) -> bool:
         """True if any candidate equals a valid token."""
@@ -80,8 +84,14 @@ class TokenVerifier:
         return False
 
     def _current(self, *, force: bool) -> tuple[bytes, ...]:
-        stale = self._clock() - self._loaded_at >= self._max_age_s
-        if self._tokens is None or force or stale:
+        with self._lock:
+            return self._current_locked(force=force)
+
+    def _current_locked(self, *, force: bool) -> tuple[bytes, ...]:
+        age = self._clock() - self._loaded_at
+        # A forced refresh that another request has just done is not done again.
+        force = force and age >= self._min_refresh_interval_s
+        if self._tokens is None or force or age >= self._max_age_s:
             try:
                 secret = self._load_secret()
             except Exception as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -121,3 +123,25 @@ def test_no_candidate_never_reads_the_secret() -> None:
 def test_any_of_several_candidates() -> None:
     verifier = TokenVerifier(Secret(GOOD))
     assert verifier.verify("wrong-token-xxxxxxxxxxxxx", GOOD)
+
+
+def test_concurrent_requests_on_a_threaded_host_read_the_secret_once() -> None:
+    loads: list[int] = []
+    release = threading.Event()
+
+    def slow_secret() -> str:
+        loads.append(1)
+        release.wait(5)
+        return "a" * 16
+
+    verifier = TokenVerifier(slow_secret)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(verifier.verify("a" * 16))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)  # every thread is waiting on the first load
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 8
+    assert loads == [1]
