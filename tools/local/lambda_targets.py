@@ -114,8 +114,9 @@ class _Delivery:
     seq: int
     rule_arn: str = field(compare=False)
     target: dict[str, Any] = field(compare=False)
-    body: bytes = field(compare=False)
+    event: Any = field(compare=False)
     first_try: float = field(compare=False)
+    body: bytes = field(default=b"", compare=False)  # serialised by a delivery thread, once
     attempts: int = field(default=0, compare=False)
     last_error: DeliveryError | None = field(default=None, compare=False)
 
@@ -174,12 +175,11 @@ class Forwarder:
         for n in range(threads):
             threading.Thread(target=self._run, name=f"lambda-targets-{n}", daemon=True).start()
 
-    # Called by moto inside put_events / a replay.
+    # Called by moto inside put_events / a replay, holding moto's lock: queue only, serialise later.
     def dispatch(self, rule_arn: str, target: dict[str, Any], event: Any) -> None:
         now = time.monotonic()
-        body = json.dumps(event).encode()
         with self._cv:
-            heapq.heappush(self._heap, _Delivery(now, next(self._seq), rule_arn, target, body, now))
+            heapq.heappush(self._heap, _Delivery(now, next(self._seq), rule_arn, target, event, now))
             self._cv.notify()
 
     def stats(self) -> dict[str, int]:
@@ -204,6 +204,7 @@ class Forwarder:
             outcome = "delivered"
             try:
                 delivery.attempts += 1
+                delivery.body = delivery.body or json.dumps(delivery.event).encode()
                 self._invoke(delivery)
             except DeliveryError as exc:
                 delivery.last_error = exc

@@ -202,7 +202,9 @@ def _http_function(template: dict[str, Any]) -> str | None:
     return None
 
 
-def _state(settings: Settings, deployment: Deployment, clients: Clients) -> dict[str, Any]:
+def _state(
+    settings: Settings, deployment: Deployment, clients: Clients, http_function: str | None
+) -> dict[str, Any]:
     def url_of(arn: str | None) -> str | None:
         if not arn:
             return None
@@ -226,7 +228,7 @@ def _state(settings: Settings, deployment: Deployment, clients: Clients) -> dict
     return {
         "endpoint": settings.endpoint,
         "webhook_port": settings.webhook_port,
-        "http_function": _http_function(deployment.template),
+        "http_function": http_function,
         "functions": functions,
         "worker_environment": {
             **_aws_environment(settings),
@@ -274,7 +276,8 @@ def start(settings: Settings) -> LocalStack:
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
         functions = sorted(n for n, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function")
-        _spawn_workers(stack, functions, _http_function(cfn))
+        http_function = _http_function(cfn)
+        _spawn_workers(stack, functions, http_function)
         _wait_for_moto(settings, moto, moto_log)
         clients = Clients(endpoint_url=settings.endpoint, region=REGION)
         try:
@@ -282,7 +285,7 @@ def start(settings: Settings) -> LocalStack:
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
         stack.deployment = deployment
-        state = _state(settings, deployment, clients)
+        state = _state(settings, deployment, clients, http_function)
         partial = state_dir / "state.json.partial"
         partial.write_text(json.dumps(state, indent=1))
         partial.rename(state_dir / "state.json")  # workers see it whole or not at all

@@ -209,27 +209,34 @@ class EventQueue:
                     self._latencies.append(latency)
 
 
+class _LocalHandler(BaseHTTPRequestHandler):
+    """What the local HTTP servers share: keep-alive, no access log, JSON replies."""
+
+    server_version = "ebbot-webhooks-local"
+    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway and Lambda's API offer
+    # Headers and body are written separately: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (about 40 ms per request on Linux).
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # never an access log: a webhook path may hold the token
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """`headers` replace the default JSON content type."""
+        self.send_response(status)
+        for key, value in (headers or {"content-type": "application/json"}).items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def serve_invoke(
     invoker: Invoker, events: EventQueue, *, report: Callable[[str], None] = print
 ) -> ThreadingHTTPServer:
     """Lambda's Invoke API for this function on 127.0.0.1 (a free port; see server.server_address)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "ebbot-webhooks-local"
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # see serve_ingest
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            for key, value in {"content-type": "application/json", **(headers or {})}.items():
-                self.send_header(key, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(_LocalHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -252,7 +259,11 @@ def serve_invoke(
                     result = invoker.invoke(event)
                 except Exception as exc:
                     payload = {"errorType": type(exc).__name__, "errorMessage": type(exc).__name__}
-                    self._reply(200, json.dumps(payload).encode(), {"x-amz-function-error": "Unhandled"})
+                    self._reply(
+                        200,
+                        json.dumps(payload).encode(),
+                        {"content-type": "application/json", "x-amz-function-error": "Unhandled"},
+                    )
                     report(
                         f"{invoker.function['logical_id']:<20} {'(invoke)':<22} error {type(exc).__name__}"
                     )
@@ -320,24 +331,7 @@ def serve_ingest(
 ) -> ThreadingHTTPServer:
     """Serve the ingest routes on 127.0.0.1:port (in a thread); return the server to shut it down."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "ebbot-webhooks-local"
-        protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
-        # Headers and body are written separately: without TCP_NODELAY the body waits for the
-        # client's delayed ACK (about 40 ms per request on Linux).
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # the access log below never shows the path (it may hold the token)
-
-        def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            for key, value in (headers or {"content-type": "application/json"}).items():
-                self.send_header(key, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(_LocalHandler):
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             if path != "/webhook" and not (
