@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,8 +41,6 @@ class H(BaseHTTPRequestHandler):
         body = b'{"status":"accepted"}'
         self.send_response(202); self.send_header("content-length", str(len(body))); self.end_headers()
         self.wfile.write(body)
-    def do_GET(self):
-        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
 s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H); s.daemon_threads = True; s.serve_forever()
 """
 
@@ -56,9 +55,7 @@ def bare_baseline(concurrency: int, seed: int) -> dict[str, Any]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                import urllib.request
-
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.05)
