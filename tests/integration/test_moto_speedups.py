@@ -144,3 +144,21 @@ def test_the_same_expression_text_with_different_values_is_not_confused(ddb: Any
         for n in range(3)
     ]
     assert values == ["0", "10", "20"]
+
+
+def test_updates_stay_right_after_the_expression_memo_fills(ddb: Any) -> None:
+    key = {"pk": {"S": "memo"}, "sk": {"S": "x"}}
+    first = "SET v0 = if_not_exists(v0, :v) ADD n :one"
+    for n in range(1100):  # more distinct expressions than the memo holds
+        expression = first if n % 500 == 0 else f"SET v{n} = if_not_exists(v{n}, :v) ADD n :one"
+        ddb.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression=expression,
+            ExpressionAttributeValues={":v": {"S": f"value {n}"}, ":one": {"N": "1"}},
+        )
+    item = ddb.get_item(TableName="t", Key=key)["Item"]
+    assert item["n"] == {"N": "1100"}
+    assert item["v0"] == {"S": "value 0"}  # kept by if_not_exists on the two later uses
+    assert item["v1099"] == {"S": "value 1099"}
+    assert len(item) == 2 + 1 + 1100 - 2  # key, n, one v<n> per distinct expression
