@@ -96,10 +96,12 @@ def test_index_queries_still_span_partitions(ddb: Any) -> None:
 
 def test_a_new_item_update_that_fails_validation_leaves_nothing(ddb: Any) -> None:
     key = {"pk": {"S": "new"}, "sk": {"S": "x"}}
-    for expression, values in (
+    for expression, values in 2 * (  # twice: the second time, the expressions are memoised
         ("SET v = missing + :one", {":one": {"N": "1"}}),  # refers to an attribute that is not there
         ("SET v = :one ADD v :one", {":one": {"N": "1"}}),  # two paths overlap
         ("SET pk = :one", {":one": {"S": "1"}}),  # a key attribute
+        ("SET v = :one SET w = :one", {":one": {"N": "1"}}),  # two SET clauses
+        ("SET v = :one ADD w :one ADD x :one", {":one": {"N": "1"}}),  # two ADD clauses
     ):
         with pytest.raises(ClientError) as error:
             ddb.update_item(

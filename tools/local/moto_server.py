@@ -11,7 +11,7 @@
    message and a backlog feeds itself. The check reads the retention period directly instead.
 3. Speed: moto's request dispatcher lists its own package directory on disk on every request to
    tell service names from hosts; the listing is taken once.
-4. Atomicity: DynamoDB applies each request to an item atomically, moto's threaded server does
+4. Atomicity: DynamoDB applies each request to an item atomically, moto on a threaded server does
    not (two concurrent UpdateItems that both create an item can lose one's attributes). Requests
    are applied one at a time. moto holds the interpreter lock for nearly all of a request anyway,
    so this costs little; clients must not long-poll SQS (a wait would hold the lock).
@@ -38,7 +38,14 @@
    the member name and its shape, so they are computed once; the lookups that follow are the same.
    And each request lists its handler class's methods with inspect.getmembers to find the action:
    listed once per class (as a frozenset: only membership is asked).
-8. Lambda targets: moto raises NotImplementedError when a matched rule targets a Lambda function.
+8. Speed: the server is waitress, not moto's (werkzeug's development server). werkzeug closes the
+   connection after every response, so each request from a function cost a TCP connection, a new
+   thread and an email-module header parse in this process, and a reconnect in the function; with
+   keep-alive the whole stack spends about a tenth less CPU per webhook (bench/e2e.py, and the
+   decision record). One difference: waitress drops request headers with an underscore in their
+   name, as most servers do, where moto's server keeps them for S3 metadata keys such as
+   `x-amz-meta-my_key`; nothing in this stack sends one.
+9. Lambda targets: moto raises NotImplementedError when a matched rule targets a Lambda function.
    Such events are handed to the functions' workers over Lambda's Invoke API instead, with the
    target's retry policy and DLQ (tools.local.lambda_targets); `GET /_local/deliveries` tells how
    many are still on their way.
@@ -220,20 +227,44 @@ def _speed_up_update_expressions() -> None:
     # A parsed tree is never changed (validators work on copies), so it is kept by its text, and
     # its pickled form is taken once, when it is parsed: each copy is then one unpickling. Both are
     # dropped together when the memo is full, so an id in `pickled` is always a live tree's.
+    # What depends on the expression's text alone is worked out once per tree too: the clauses of
+    # a kind that the request handler looks up (the names and values used), and whether the action
+    # counts are valid (then its copies are not counted again).
     memo: dict[str, Any] = {}
     pickled: dict[int, bytes] = {}
+    clauses: dict[int, dict[tuple[type, ...], list[Any]]] = {}
+    counts_valid: set[int] = set()
+    verify_action_counts = validators.ActionCountValidator.verify_action_counts
 
     def parse(expression: str) -> Any:
         tree = memo.get(expression)
         if tree is None:
             tree = UpdateExpressionParser.make(expression)
             if len(memo) >= 1024:
-                memo.clear()
-                pickled.clear()
+                for table in (memo, pickled, clauses, counts_valid):
+                    table.clear()
             memo[expression] = tree
             with contextlib.suppress(pickle.PicklingError, TypeError, AttributeError):
                 pickled[id(tree)] = pickle.dumps(tree, pickle.HIGHEST_PROTOCOL)
+                clauses[id(tree)] = {}
+                with contextlib.suppress(Exception):  # an invalid count is reported by moto, later
+                    verify_action_counts(validators.ActionCountValidator(), tree)
+                    counts_valid.add(id(tree))
         return tree
+
+    find_clauses = ast_nodes.Node.find_clauses
+
+    def find_clauses_once(self: Any, clause_types: Any) -> list[Any]:
+        by_kind = clauses.get(id(self))
+        if by_kind is None:
+            return find_clauses(self, clause_types)  # type: ignore[no-any-return]
+        kind = tuple(clause_types)
+        found = by_kind.get(kind)
+        if found is None:
+            found = by_kind[kind] = find_clauses(self, clause_types)
+        return list(found)
+
+    ast_nodes.Node.find_clauses = find_clauses_once
 
     class MemoisedParser:
         memoised = True
@@ -242,10 +273,18 @@ def _speed_up_update_expressions() -> None:
     ddb_models.UpdateExpressionParser = MemoisedParser
     ddb_responses.UpdateExpressionParser = MemoisedParser
 
+    # Copies of a tree whose action counts are valid, until the count check sees them.
+    counted: dict[int, Any] = {}
+
     def copy_tree(tree: Any) -> Any:
         data = pickled.get(id(tree))
         if data is not None:
-            return pickle.loads(data)  # noqa: S301 (our own objects)
+            clone = pickle.loads(data)  # noqa: S301 (our own objects)
+            if id(tree) in counts_valid:
+                if len(counted) > 64:  # copies whose validation never ran
+                    counted.clear()
+                counted[id(clone)] = clone
+            return clone
         try:
             return pickle.loads(pickle.dumps(tree, pickle.HIGHEST_PROTOCOL))  # noqa: S301 (our own objects)
         except (pickle.PicklingError, TypeError, AttributeError):
@@ -262,9 +301,14 @@ def _speed_up_update_expressions() -> None:
 
         return traverse
 
-    validators.ActionCountValidator.traverse = at_root_only(
-        validators.ActionCountValidator.verify_action_counts
-    )
+    count_at_root = at_root_only(verify_action_counts)
+
+    def count_actions(self: Any, node: Any) -> Any:
+        if counted.pop(id(node), None) is node:
+            return node
+        return count_at_root(self, node)
+
+    validators.ActionCountValidator.traverse = count_actions
     validators.OverlappingPathsValidator.traverse = at_root_only(
         validators.OverlappingPathsValidator.check_for_overlapping_paths
     )
@@ -398,12 +442,8 @@ def dead_letter(queue_arn: str, body: str, attributes: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> None:
     apply_speedups()
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import run_simple
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     # All state is in memory and goes with the process: nothing to flush, so leave at once.
     def leave(*_: Any) -> None:
@@ -412,19 +452,21 @@ def main(argv: list[str]) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, leave)
-    # werkzeug logs a line per request: a tenth of moto's time under load, and nobody reads it.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth": moto is serial
     from tools.local.lambda_targets import forwarder_from_env, patch_lambda_targets
 
     forwarder = forwarder_from_env(dead_letter)
     app = DomainDispatcherApplication(create_backend_app)
     with patch_lambda_targets(forwarder.dispatch):
-        run_simple(
-            "127.0.0.1",
-            int(argv[0]),
+        waitress.serve(
             OneAtATime(app, forwarder.stats),
-            threaded=True,
-            request_handler=MotoRequestHandler,
+            host="127.0.0.1",
+            port=int(argv[0]),
+            threads=8,  # requests wait for moto's lock in these; the bodies are read before
+            connection_limit=1000,  # every function keeps a pool of connections per client
+            asyncore_use_poll=True,
+            ident="moto",
+            _quiet=True,
         )
 
 
