@@ -59,9 +59,22 @@ def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignor
     boto3.client = client  # type: ignore[assignment]
 
 
+# `--traced`: tracing on, as deployed with Tracing=Active. The X-Ray SDK runs in its Lambda mode and
+# sends its segments over UDP to a daemon address on loopback where nothing listens.
+TRACED_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "false",
+    "LAMBDA_TASK_ROOT": "functions",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+}
+
+
 def main() -> None:
     name = sys.argv[1]
     os.environ.update(BENCH_ENV)
+    if "--traced" in sys.argv[2:]:
+        os.environ.update(TRACED_ENV, AWS_LAMBDA_FUNCTION_NAME=name)
     os.environ.update(
         POWERTOOLS_SERVICE_NAME=name,
         EVENT_BUS_NAME="bus",

@@ -13,9 +13,12 @@ pays per webhook: an HTTP API request, one EventBridge event and one DynamoDB wr
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PRICES = json.loads((ROOT / "bench" / "prices-2026-11-27.json").read_text())
 
 # The mix: share of webhooks per topic (a chat of ~20 webhooks, one close at 100 KB).
@@ -67,9 +70,27 @@ CONSUMER_CASES = {
     # A close whose messages all arrived before it (the common case); its 5 missing writes are in WCU.
     "chat.close": "TranscriptsFunction chat.close 100 KB (again)",
 }
-LOG_BYTES_PER_INVOCATION = 700  # START/END/REPORT lines and one INFO line
+PLATFORM_LOG_BYTES = 350  # Lambda's START, END and REPORT lines (JSON), at PlatformLogLevel INFO
+APP_LOG_BYTES = 350  # our one INFO line per invocation, at LogLevel INFO
 XRAY_SAMPLED = 0.05  # X-Ray's default sampling at volume
-ARCHIVE_MONTHS = 3  # ArchiveRetentionDays 90
+# ArchiveRetentionDays 0 keeps events forever; the model counts a year of storage then.
+FOREVER_MONTHS = 12
+
+
+def template_defaults() -> dict[str, Any]:
+    """The template's own defaults for what the model depends on: it follows the template."""
+    from tools.template import load_template
+
+    parameters = load_template()["Parameters"]
+    return {
+        name: parameters[name]["Default"]
+        for name in ("LogLevel", "PlatformLogLevel", "Tracing", "ArchiveRetentionDays")
+    }
+
+
+# A configuration that pulls every cost lever the template offers (a product decision each: fewer
+# logs, no traces, a week of replay), for comparison.
+LEAN = {"LogLevel": "WARNING", "PlatformLogLevel": "WARN", "Tracing": "Disabled", "ArchiveRetentionDays": 7}
 
 
 def ingest_ms() -> dict[str, float]:
@@ -100,8 +121,9 @@ def consumer_figures() -> dict[str, dict[str, float]]:
     return out
 
 
-def per_million(front_door: str = "http_api") -> dict[str, float]:
+def per_million(front_door: str = "http_api", config: dict[str, Any] | None = None) -> dict[str, float]:
     p = PRICES
+    config = config or template_defaults()
     cpu = ingest_ms()
     lines: dict[str, float] = {}
     lines["API requests"] = p[f"{front_door}_per_million"]
@@ -130,17 +152,21 @@ def per_million(front_door: str = "http_api") -> dict[str, float]:
     chunks = sum(MIX[t] * max(1, -(-EVENT_KB.get(t, 3) // 64)) for t in MIX)
     lines["EventBridge events"] = chunks * p["eventbridge_per_million_64kb"]
     gb = sum(MIX[t] * EVENT_KB.get(t, 3) for t in MIX) * 1e6 / 1024 / 1024
-    lines["EventBridge archive"] = gb * (
-        p["archive_per_gb_processed"] + ARCHIVE_MONTHS * p["archive_per_gb_month"]
-    )
+    days = int(config["ArchiveRetentionDays"])
+    months = days / 30 if days else FOREVER_MONTHS
+    lines["EventBridge archive"] = gb * (p["archive_per_gb_processed"] + months * p["archive_per_gb_month"])
     lines["DynamoDB writes"] = sum(MIX[t] * consumers[t]["wcu"] for t in MIX) * p["dynamodb_wcu_per_million"]
     lines["DynamoDB reads"] = sum(MIX[t] * RCU[t] for t in MIX) * p["dynamodb_rcu_per_million"]
     closes = MIX["chat.close"] * 1e6
     lines["S3 transcripts (HEAD + PUT)"] = (
         closes * (p["s3_put_per_thousand"] + p["s3_get_per_thousand"]) / 1000
     )
-    lines["CloudWatch Logs"] = 2 * LOG_BYTES_PER_INVOCATION * 1e6 / 1024**3 * p["logs_ingest_per_gb"]
-    lines["X-Ray traces"] = XRAY_SAMPLED * p["xray_traces_per_million"]
+    log_bytes = (PLATFORM_LOG_BYTES if config["PlatformLogLevel"] in ("DEBUG", "INFO") else 0) + (
+        APP_LOG_BYTES if config["LogLevel"] in ("DEBUG", "INFO") else 0
+    )
+    lines["CloudWatch Logs"] = 2 * log_bytes * 1e6 / 1024**3 * p["logs_ingest_per_gb"]
+    traced = config["Tracing"] == "Active"
+    lines["X-Ray traces"] = XRAY_SAMPLED * p["xray_traces_per_million"] if traced else 0.0
     lines["Secrets Manager (per month, not per webhook)"] = 0.0
     return lines
 
@@ -151,16 +177,35 @@ def main() -> int:
         + PRICES["eventbridge_per_million_64kb"]
         + PRICES["dynamodb_wcu_per_million"]
     )
+    defaults = template_defaults()
     print("Dollars per million webhooks (mix: 50% messages, 20% chat.update, 5% chat.close at 100 KB, ...)")
-    for door in ("http_api", "function_url", "rest_api"):
-        lines = per_million(door)
-        total = sum(lines.values())
-        print(
-            f"\nfront door: {door}   total ${total:.2f}   ({total / floor:.2f} x the floor of ${floor:.3f})"
-        )
-        for name, dollars in sorted(lines.items(), key=lambda kv: -kv[1]):
-            print(f"  {name:<45} ${dollars:7.3f}")
+    results: dict[str, Any] = {"floor": round(floor, 3)}
+    for label, config, doors in (
+        ("template defaults", defaults, ("http_api", "function_url", "rest_api")),
+        ("lean", LEAN, ("http_api",)),
+    ):
+        settings = ", ".join(f"{k}={v}" for k, v in config.items())
+        for door in doors:
+            lines = per_million(door, config)
+            total = sum(lines.values())
+            results[f"{label} / {door}"] = {
+                "config": config,
+                "total": round(total, 2),
+                "ratio_to_floor": round(total / floor, 2),
+                "lines": {k: round(v, 3) for k, v in lines.items()},
+            }
+            print(
+                f"\n{label} ({settings}), front door {door}: total ${total:.2f}"
+                f"   ({total / floor:.2f} x the floor of ${floor:.3f})"
+            )
+            for name, dollars in sorted(lines.items(), key=lambda kv: -kv[1]):
+                print(f"  {name:<45} ${dollars:7.3f}")
     print(f"\nplus ${PRICES['secrets_per_month']:.2f} a month for the token secret")
+    latest = ROOT / "bench" / "results" / "latest.json"
+    if latest.exists():
+        report = json.loads(latest.read_text())
+        report["cost_per_million"] = results
+        latest.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

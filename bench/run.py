@@ -30,12 +30,12 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 WARM_ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "200"))
 
 
-def cold(name: str) -> dict[str, float]:
+def cold(name: str, *flags: str) -> dict[str, float]:
     samples = []
     for _ in range(RUNS):
         out = (
             subprocess.run(
-                [sys.executable, "bench/coldstart_child.py", name],
+                [sys.executable, "bench/coldstart_child.py", name, *flags],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
@@ -191,24 +191,31 @@ def main() -> int:
         "warm_ingest": {},
     }
     baselines = {"ingest": cold("baseline-ingest"), "consumer": cold("baseline-consumer")}
-    for name in ("ingest", "chats", "messages", "scenarios"):
-        measured = cold(name)
-        base = baselines["ingest" if name == "ingest" else "consumer"]
-        report["cold_start"][name] = {
-            **{k: round(v, 1) for k, v in measured.items()},
-            "baseline_ms": round(base["total_ms"], 1),
-            "ratio": round(measured["total_ms"] / base["total_ms"], 2),
-        }
+    # Tracing off (the template's Tracing=Disabled) and on (Tracing=Active, the default).
+    report["cold_start_traced"] = {}
+    for section, flags in (("cold_start", ()), ("cold_start_traced", ("--traced",))):
+        for name in ("ingest", "chats", "messages", "scenarios"):
+            measured = cold(name, *flags)
+            base = baselines["ingest" if name == "ingest" else "consumer"]
+            report[section][name] = {
+                **{k: round(v, 1) for k, v in measured.items()},
+                "baseline_ms": round(base["total_ms"], 1),
+                "ratio": round(measured["total_ms"] / base["total_ms"], 2),
+            }
     report["warm_ingest"] = warm()
     report["peak_memory_4mb"] = peak_memory()
     out = ROOT / "bench" / "results" / "latest.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"cold start (median of {RUNS}, import + first invocation, vs boto3 + clients + one call):")
-    for name, r in report["cold_start"].items():
+    for section, label in (("cold_start", "tracing off"), ("cold_start_traced", "tracing on")):
         print(
-            f"  {name:<10} {r['import_ms']:7.0f} + {r['first_ms']:5.0f} ms = {r['total_ms']:7.0f} ms   "
-            f"baseline {r['baseline_ms']:6.0f} ms   ratio {r['ratio']:.2f}"
+            f"cold start, {label} (median of {RUNS}, import + first invocation, "
+            "vs boto3 + clients + one call):"
         )
+        for name, r in report[section].items():
+            print(
+                f"  {name:<10} {r['import_ms']:7.0f} + {r['first_ms']:5.0f} ms = {r['total_ms']:7.0f} ms   "
+                f"baseline {r['baseline_ms']:6.0f} ms   ratio {r['ratio']:.2f}"
+            )
     print("warm ingest per event (vs json.loads + json.dumps + one Stubber put_events):")
     for name, r in report["warm_ingest"].items():
         print(

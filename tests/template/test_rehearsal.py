@@ -232,13 +232,18 @@ def test_functions_and_their_settings(rehearsal: tuple[Clients, Deployment, set[
         config = clients.awslambda.get_function_configuration(FunctionName=function.name)
         assert config["Runtime"] == "python3.13", name
         template_props = deployment.template["Resources"][name]["Properties"]  # moto drops these three
-        assert template_props["TracingConfig"] == {"Mode": "Active"}, name
+        # Tracing=Active by default: X-Ray on, and Powertools' tracer with it.
+        assert template_props["TracingConfig"] == {
+            "Mode": {"Fn::If": ["TracingActive", "Active", "PassThrough"]}
+        }, name
+        assert template_props["LoggingConfig"]["LogFormat"] == "JSON", name
         assert template_props["Architectures"] == ["arm64"], name
         assert template_props["Layers"] == [{"Ref": next(iter(_layers(deployment)))}], name
         assert config["Handler"].endswith(".app.lambda_handler"), name
         env = config["Environment"]["Variables"]
         assert env["BUCKET_NAME"] == deployment.outputs["DataBucketName"], name
         assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false", name
+        assert env["POWERTOOLS_TRACE_DISABLED"] == "false", name
     ingest = deployment.functions["IngestFunction"]
     assert ingest.environment["EVENT_BUS_NAME"] == "rehearsal-bus"
     assert ingest.environment["TOKEN_SECRET_ID"].startswith("arn:aws:secretsmanager:")

@@ -122,9 +122,18 @@ def test_every_function_logs_with_retention_and_traces(translated_template: dict
     for name, function in _resources(translated_template, "AWS::Lambda::Function").items():
         props = function["Properties"]
         assert groups[props["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]["RetentionInDays"], name
-        assert props["TracingConfig"]["Mode"] == "Active", name
+        assert props["TracingConfig"]["Mode"] == {"Fn::If": ["TracingActive", "Active", "PassThrough"]}, name
         assert props["Architectures"] == ["arm64"], name
         assert props["Runtime"] == "python3.13", name
+
+
+def test_tracing_is_on_unless_the_parameter_opts_out() -> None:
+    cfn = load_template()
+    assert cfn["Parameters"]["Tracing"]["Default"] == "Active"
+    assert cfn["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    variables = cfn["Globals"]["Function"]["Environment"]["Variables"]
+    # Powertools' tracer follows the same switch (off: no X-Ray SDK import at all).
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingActive", "false", "true"]}
 
 
 def test_the_public_route_is_throttled() -> None:

@@ -51,7 +51,20 @@ def test_globals_runtime_architecture_tracing_and_no_event_logging(template: dic
     function = template["Globals"]["Function"]
     assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["arm64"]
-    assert function["Tracing"] == "Active"
+    assert function["Tracing"] == {"Fn::If": ["TracingActive", "Active", "PassThrough"]}
+    # Lambda's log-level controls follow the LogLevel and PlatformLogLevel parameters.
+    logging = function["LoggingConfig"]
+    assert logging["LogFormat"] == "JSON"
+    level = {"Fn::FindInMap": ["LambdaLogLevel", {"Ref": "LogLevel"}, "Name"]}
+    assert logging["ApplicationLogLevel"] == level
+    assert logging["SystemLogLevel"] == {"Ref": "PlatformLogLevel"}
+    names = template["Mappings"]["LambdaLogLevel"]
+    assert {level: names[level]["Name"] for level in template["Parameters"]["LogLevel"]["AllowedValues"]} == {
+        "DEBUG": "DEBUG",
+        "INFO": "INFO",
+        "WARNING": "WARN",
+        "ERROR": "ERROR",
+    }
     variables = function["Environment"]["Variables"]
     assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
