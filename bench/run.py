@@ -66,12 +66,18 @@ def best_of_3(fn: Any, iterations: int) -> float:
 def transcript_body(size: int) -> bytes:
     body = json.loads((ROOT / "events" / "webhooks" / "chat.close.json").read_text())
     template = body["data"]["conversation"][3]
-    messages, i = [], 0
-    while len(json.dumps(body)) + len(json.dumps(messages)) < size:
-        messages.append({**template, "id": f"m-{i:06d}", "value": "lorem ipsum dolor sit amet " * 3})
-        i += 1
-    body["data"]["conversation"] = messages
-    return json.dumps(body).encode()
+    body["data"]["conversation"] = messages = []
+    i = 0
+    # As many messages as fit in `size` bytes; the size is kept as they are added (each adds its
+    # JSON and, after the first, a ", " separator).
+    total = len(json.dumps(body))
+    while True:
+        message = {**template, "id": f"m-{i:06d}", "value": "lorem ipsum dolor sit amet " * 3}
+        grown = total + len(json.dumps(message)) + (2 if i else 0)
+        if grown > size:
+            return json.dumps(body).encode()
+        messages.append(message)
+        total, i = grown, i + 1
 
 
 def _ingest() -> tuple[Any, Any, Any]:
