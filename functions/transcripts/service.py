@@ -18,9 +18,13 @@ from shared.chat_state import ChatUpdate, version_of
 from shared.claim_check import TRANSCRIPTS_PREFIX, resolve_webhook
 from shared.envelope import BusDetail
 from shared.models import ChatClose
-from shared.observability import MetricUnit, logger, metrics
+from shared.observability import MetricUnit, in_threads, logger, metrics
 from shared.store import Store, message_sk
 from shared.timestamps import ns_to_date, ns_to_iso
+
+# Concurrent writes of the messages a transcript has and the table does not (boto3's clients are
+# thread-safe; their connection pool holds 10).
+FILL_WORKERS = 8
 
 
 def transcript_key(bot_id: str, chat_id: str, closed_ns: int) -> str:
@@ -39,23 +43,29 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
     written = _put_if_changed(s3, bucket, key, body)
 
     # Completeness: every transcript message is stored under the messages consumer's key, once.
+    # The missing ones are written FILL_WORKERS at a time: one after another, a long transcript none
+    # of whose messages arrived (thousands of writes) would come near the function's timeout. Each
+    # write is idempotent, so a retry after a failure resumes where this one stopped.
     stored = store.message_keys(chat_id)
-    filled = 0
+    missing: list[dict[str, Any]] = []
     for message in webhook.data.conversation:
         message_key = message.key(chat_id)
         ns = message.timestamp_ns if message.timestamp_ns is not None else closed_ns
         if message_sk(ns, message_key) in stored:
             continue
-        result = store.put_message(
-            bot_id=webhook.botId,
-            chat_id=chat_id,
-            key=message_key,
-            has_id=message.id is not None,
-            ns=ns,
-            message=message.model_dump(mode="json", exclude_unset=True),
-            source=None,  # the transcript is not a message delivery
+        missing.append(
+            {
+                "bot_id": webhook.botId,
+                "chat_id": chat_id,
+                "key": message_key,
+                "has_id": message.id is not None,
+                "ns": ns,
+                "message": message.model_dump(mode="json", exclude_unset=True),
+                "source": None,  # the transcript is not a message delivery
+            }
         )
-        filled += int(result.written)
+    results = in_threads(lambda fields: store.put_message(**fields), missing, FILL_WORKERS)
+    filled = sum(int(result.written) for result in results)
 
     status = (
         webhook.data.status if isinstance(webhook.data.status, str) and webhook.data.status else "chat_closed"

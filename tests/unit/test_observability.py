@@ -58,3 +58,50 @@ def test_a_handler_imports_the_xray_sdk_only_when_tracing(disabled: str, importe
         check=True,
     )
     assert result.stdout.strip() == str(imported)
+
+
+def test_in_threads_keeps_order_and_raises_after_every_call_ended() -> None:
+    done: list[int] = []
+
+    def work(n: int) -> int:
+        done.append(n)
+        if n == 3:
+            raise ValueError("three")
+        return n * 10
+
+    assert observability.in_threads(lambda n: n * 10, list(range(20)), 8) == [n * 10 for n in range(20)]
+    with pytest.raises(ValueError, match="three"):
+        observability.in_threads(work, list(range(8)), 4)
+    assert sorted(done) == list(range(8))  # the others still ran: their writes are not lost halfway
+
+
+def test_threads_join_the_invocations_trace_when_tracing() -> None:
+    # X-Ray in its Lambda mode (as bench/coldstart_child.py --traced); segments go over UDP to a
+    # loopback address where nothing listens.
+    env = {
+        **os.environ,
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "AWS_LAMBDA_FUNCTION_NAME": "test",
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions"),
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "AWS_XRAY_CONTEXT_MISSING": "RUNTIME_ERROR",
+    }
+    code = (
+        "from aws_xray_sdk.core import xray_recorder\n"
+        "from shared.observability import in_threads\n"
+        "main = xray_recorder.get_trace_entity()\n"
+        "seen = in_threads(lambda _: xray_recorder.get_trace_entity(), list(range(6)), 3)\n"
+        # The same entity, so the threads' calls nest under the handler's subsegment (X-Ray's Lambda
+        # mode would otherwise give each thread a facade segment of its own).
+        "print(all(entity is main for entity in seen))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "functions",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "True", result.stderr
