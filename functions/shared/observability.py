@@ -64,8 +64,8 @@ metrics = Metrics()
 
 def in_threads[T, R](fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
     """`fn` over `items` on up to `workers` threads, results in order; the first error is raised once
-    every call has ended. When tracing, each thread joins the invocation's X-Ray trace (a new thread
-    has none of its own, and the calls it makes would go untraced)."""
+    every call has ended. When tracing, each thread is handed the invocation's X-Ray entity, so its
+    calls nest under the handler (X-Ray's Lambda mode would give each thread a facade of its own)."""
     if len(items) <= 1 or workers <= 1:
         return [fn(item) for item in items]
     entity = None

@@ -334,25 +334,10 @@ def _speed_up_update_expressions() -> None:
 
     Node = ast_nodes.Node
 
-    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
-        cls = type(node)
-        if is_a(cls, Node):
-            parent_node = node.parent
-            if node.children is not None:
-                for i, child_node in enumerate(node.children):
-                    self.pre_processing_of_child(node, i)
-                    self.traverse_node_recursively(child_node, i)
-            if is_a(cls, self.nodes_to_be_processed()):
-                node = self.process(node)
-                node.parent = parent_node
-                if parent_node:
-                    parent_node.children[child_id] = node
-        return node
-
     base_hook = ast_nodes.DepthFirstTraverser.pre_processing_of_child
 
     def traverse(self: Any, root: Any) -> Any:
-        """The same walk, with what is fixed for the whole walk looked up once: the kinds this
+        """moto's walk, with what is fixed for the whole walk looked up once: the kinds this
         processor handles, its hook (skipped when it is the base class's no-op) and its process."""
         kinds = self.nodes_to_be_processed()
         hook = None if type(self).pre_processing_of_child is base_hook else self.pre_processing_of_child
@@ -381,7 +366,6 @@ def _speed_up_update_expressions() -> None:
 
         return walk(root, -1)
 
-    ast_nodes.DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
     ast_nodes.DepthFirstTraverser.traverse = traverse  # (the two root-only validators keep theirs)
 
 
