@@ -50,6 +50,15 @@
    target's retry policy and DLQ (tools.local.lambda_targets); `GET /_local/deliveries` tells how
    many are still on their way.
 
+10. Speed: requests in AWS's JSON protocol (an X-Amz-Target header, POST to `/`: DynamoDB,
+   EventBridge, SQS, Secrets Manager) are handed to the view moto's own dispatcher and URL map
+   choose, called as moto's Flask glue calls it, without Flask's request context, URL matching and
+   response hooks around it (JsonProtocolFastPath); everything else still goes through Flask. And
+   moto's Flask apps are not in debug mode, which built a class on every request with a body
+   (Flask's hint for browser form posts), nor add CORS headers (for browsers). About a tenth less
+   CPU in this process per webhook (docs/decisions.md); tests/integration/test_moto_fast_path.py
+   sends the same SDK calls both ways and compares the answers.
+
     python -m tools.local.moto_server PORT
 """
 
@@ -413,6 +422,82 @@ class OneAtATime:
                 entry[1] += time.perf_counter() - started
 
 
+class JsonProtocolFastPath:
+    """WSGI app: moto's own dispatch for JSON-protocol requests, without Flask around it (item 10).
+
+    A request with an X-Amz-Target header to `/` (DynamoDB, EventBridge, SQS, Secrets Manager...)
+    goes to the backend app moto's dispatcher picks, and to the view its URL map gives for `/`
+    (looked up once per app), called as moto's Flask glue calls it. Everything else (S3's REST
+    paths, Lambda's, this stack's status path) goes through moto's Flask apps unchanged.
+    """
+
+    def __init__(self, dispatcher: Any) -> None:
+        self._dispatcher = dispatcher
+        self._views: dict[int, Any] = {}
+
+    def _view(self, app: Any, environ: dict[str, Any]) -> Any:
+        key = id(app)
+        if key not in self._views:
+            from werkzeug.exceptions import HTTPException
+
+            try:
+                endpoint, arguments = app.url_map.bind_to_environ(environ).match()
+            except HTTPException:
+                endpoint, arguments = None, {"unmatched": True}
+            view = app.view_functions.get(endpoint)
+            # Only a plain view of moto's (no URL arguments to pass) can be called directly.
+            self._views[key] = view if not arguments and hasattr(view, "callback") else None
+        return self._views[key]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (
+            "HTTP_X_AMZ_TARGET" not in environ
+            or environ.get("PATH_INFO") != "/"
+            or environ.get("REQUEST_METHOD") != "POST"
+        ):
+            return self._dispatcher(environ, start_response)  # type: ignore[no-any-return]
+        app = self._dispatcher.get_application(environ)
+        view = self._view(app, environ)
+        if view is None:
+            return app(environ, start_response)  # type: ignore[no-any-return]
+        from botocore.exceptions import ClientError
+        from flask import Response
+        from moto.moto_api import recorder
+        from werkzeug.exceptions import HTTPException
+
+        request = app.request_class(environ)
+        try:
+            recorder._record_request(request)
+            result = view.callback(request, request.raw_url, dict(request.headers))
+        except ClientError as exc:  # as moto's Flask glue answers it
+            result = 400, {}, exc.response["Error"]["Message"]
+        except HTTPException as exc:
+            return exc(environ, start_response)
+        status, headers, content = result if len(result) == 3 else (200, {}, result)
+        response = Response(response=content, status=status, headers=headers)
+        return response(environ, start_response)
+
+
+def _backend_apps_without_debug() -> None:
+    """moto's server runs its Flask apps in debug mode, which builds a class on every request that
+    reads a body (Flask's enctype hint for browser forms), and adds CORS headers for browsers;
+    neither is anything an SDK client reads (item 10)."""
+    from moto.moto_server import werkzeug_app
+
+    create = werkzeug_app.create_backend_app
+    if getattr(create, "without_debug", False):
+        return
+
+    def create_backend_app(service: Any) -> Any:
+        app = create(service)
+        app.debug = False
+        return app
+
+    create_backend_app.without_debug = True  # type: ignore[attr-defined]
+    werkzeug_app.create_backend_app = create_backend_app
+    setattr(werkzeug_app, "DISABLE_GLOBAL_CORS", True)  # noqa: B010 (read when an app is created)
+
+
 def dead_letter(queue_arn: str, body: str, attributes: dict[str, Any]) -> None:
     """Send to an SQS queue of this server, as EventBridge sends to a rule target's DLQ."""
     from moto.sqs.models import sqs_backends
@@ -427,7 +512,8 @@ def dead_letter(queue_arn: str, body: str, attributes: dict[str, Any]) -> None:
 def main(argv: list[str]) -> None:
     apply_speedups()
     import waitress
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server import werkzeug_app
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     # All state is in memory and goes with the process: nothing to flush, so leave at once.
     def leave(*_: Any) -> None:
@@ -440,7 +526,8 @@ def main(argv: list[str]) -> None:
     from tools.local.lambda_targets import forwarder_from_env, patch_lambda_targets
 
     forwarder = forwarder_from_env(dead_letter)
-    app = DomainDispatcherApplication(create_backend_app)
+    _backend_apps_without_debug()
+    app = JsonProtocolFastPath(DomainDispatcherApplication(werkzeug_app.create_backend_app))
     with patch_lambda_targets(forwarder.dispatch):
         waitress.serve(
             OneAtATime(app, forwarder.stats),
