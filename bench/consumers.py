@@ -207,7 +207,7 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     """(delivery, figures) for a first and a repeated delivery of one event to one consumer."""
     from botocore.stub import Stubber
 
-    from bench.run import best_of_3, transcript_body
+    from bench.run import best_of, transcript_body
     from shared import consumer
     from tools.local.runtime import LambdaContext
 
@@ -259,7 +259,8 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
             stub.activate()
         try:
             iterations = max(10, ITERATIONS * 2000 // max(len(text), 2000))
-            handler_ms, baseline_ms = (best_of_3(fn, iterations) for fn in (invoke, baseline))
+            timings = best_of({"handler": invoke, "baseline": baseline}, iterations)
+            handler_ms, baseline_ms = timings["handler"], timings["baseline"]
         finally:
             for stub in stubs.values():
                 stub.deactivate()

@@ -52,15 +52,18 @@ def cold(name: str, *flags: str) -> dict[str, float]:
     }
 
 
-def best_of_3(fn: Any, iterations: int) -> float:
-    """Milliseconds per call: the best of three runs of `iterations` calls (the least disturbed)."""
-    runs = []
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        runs.append((time.perf_counter() - started) / iterations * 1000)
-    return min(runs)
+def best_of(fns: dict[str, Any], iterations: int, rounds: int = 5) -> dict[str, float]:
+    """Milliseconds per call for each function: the best of `rounds` runs of `iterations` calls
+    (the least disturbed), the functions taking turns so that a busy spell of the machine falls on
+    all of them rather than on one."""
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            for _ in range(iterations):
+                fn()
+            runs[name].append((time.perf_counter() - started) / iterations * 1000)
+    return {name: min(times) for name, times in runs.items()}
 
 
 def transcript_body(size: int) -> bytes:
@@ -179,7 +182,7 @@ def warm() -> dict[str, Any]:
 
         for fn in (handler, baseline):
             fn()  # warm
-        timings = {"handler": best_of_3(handler, iterations), "baseline": best_of_3(baseline, iterations)}
+        timings = best_of({"handler": handler, "baseline": baseline}, iterations)
         results[name] = {
             "bytes": len(raw),
             "handler_ms": round(timings["handler"], 3),

@@ -64,8 +64,9 @@ def to_ns(value: object) -> int:
 def ns_to_iso(ns: int) -> str:
     """ISO-8601 UTC with microseconds, e.g. 2023-01-01T00:00:00.427187Z (sub-microsecond is in the ns)."""
     seconds, rest = divmod(ns, NS_PER_SECOND)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000, tzinfo=None)
+    # isoformat is several times faster than strftime (three calls per webhook at ingest).
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 def ns_to_date(ns: int) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.envelope import Metadata, build_metadata
 from shared.errors import WebhookInvalidError
 from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
 from tests.conftest import TOPICS, load_sample
@@ -229,3 +230,18 @@ def test_a_mistyped_known_topic_field_names_its_model_path() -> None:
     with pytest.raises(WebhookInvalidError) as caught:
         parse_webhook(body)
     assert [p.field for p in caught.value.problems] == ["data.id"]
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, "chat.some.future.topic"])
+def test_metadata_round_trips_with_routing_fields_first(topic: str) -> None:
+    """What build_metadata puts on the bus reads back as the same Metadata, field for field and in
+    the documented order, with instants in ISO-8601 UTC to the microsecond."""
+    body = load_sample(topic) if topic in TOPICS else {**load_sample("chat.create"), "topic": topic}
+    raw = json.dumps(body).encode()
+    built = build_metadata(parse_webhook(body), raw, received_ns=1672531200427187915, delivery_id="d-1")
+    dumped = built.model_dump()
+    validated = Metadata.model_validate(dumped)
+    assert validated == built
+    assert list(validated.model_dump()) == list(dumped)  # routing fields first, as docs/events.md says
+    assert dumped["receivedAt"] == "2023-01-01T00:00:00.427187Z"
+    assert dumped["bodySize"] == len(raw)
