@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -35,7 +36,18 @@ Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Topic = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # EventBridge's detail-type limit
 
 
+# Always an instant: up to 13 digits is before the year 5138 read as seconds and before 2286 read
+# as milliseconds, and a fraction of up to 9 digits is at most nanoseconds. Checked per message of a
+# transcript, so the common forms skip the exact parse (a chat.close of 1 MB holds about 5,000).
+_PLAIN_INSTANT = re.compile(r"\s*\d{1,13}(?:\.\d{0,9})?\s*", re.ASCII)
+_PLAIN_INSTANT_INT_LIMIT = 10**13
+
+
 def _check_instant(value: str | int | float) -> str | int | float:
+    if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
+        return value
+    if type(value) is int and 0 <= value < _PLAIN_INSTANT_INT_LIMIT:
+        return value
     to_ns(value)  # raises InvalidInstantError (a ValueError) with a message free of the value
     return value
 
@@ -216,13 +228,16 @@ class MessageFields(EbbotModel):
 
     def routing(self) -> RoutingFields:
         kind = _str(self.type)
-        value = self.value
         return RoutingFields(
             sender=_str(self.sender),
             messageType=kind,
-            scenarioId=_str(_get(value, "scenario")) if kind == "scenario" else None,
-            rating=_number(_get(value, "rating")) if kind == "rating" else None,
+            scenarioId=_str(_get(self.value, "scenario")) if kind == "scenario" else None,
+            rating=self.rating(),
         )
+
+    def rating(self) -> int | float | None:
+        """The score of a rating message (type "rating", value {"rating": n}); None otherwise."""
+        return _number(_get(self.value, "rating")) if self.type == "rating" else None
 
 
 class MessageData(MessageFields):
@@ -314,11 +329,12 @@ class ChatClose(Webhook):
         return self.data.id
 
     def routing(self) -> RoutingFields:
-        ratings = [r for m in self.data.conversation if (r := m.routing().rating) is not None]
+        # The last rating in the transcript (a model per message would cost more than the parse).
+        rating = next((r for m in reversed(self.data.conversation) if (r := m.rating()) is not None), None)
         return RoutingFields(
             chatStatus=_str(self.data.status) or "chat_closed",
             handledBy=_str(self.data.handled_by),
-            rating=ratings[-1] if ratings else None,
+            rating=rating,
         )
 
 

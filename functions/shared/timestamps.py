@@ -47,8 +47,38 @@ def to_decimal(value: object) -> Decimal:
     return number
 
 
+def _plain_ns(value: object) -> int | None:
+    """The common forms in integer arithmetic: an int, or ASCII digits with at most a 9-digit
+    fraction ("1672531200.427187915"). At most 22 digits, so the Decimal route is exact for them
+    too and both give the same nanoseconds; anything else returns None and goes the Decimal route."""
+    if type(value) is int:
+        if value < 0:
+            return None
+        return value * (NS_PER_MILLISECOND if value > _MS_THRESHOLD_INT else NS_PER_SECOND)
+    if type(value) is not str:
+        return None
+    whole, _, fraction = value.strip().partition(".")
+    if not (0 < len(whole) <= 13 and len(fraction) <= 9 and whole.isascii() and whole.isdigit()):
+        return None
+    if fraction and not (fraction.isascii() and fraction.isdigit()):
+        return None
+    seconds = int(whole)
+    scale = NS_PER_MILLISECOND if seconds > _MS_THRESHOLD_INT else NS_PER_SECOND
+    # fraction / 10**len * scale, floored: the scale is a multiple of 10**len when len <= 6 (ms)
+    # or 9 (s); otherwise the division floors as Decimal's ROUND_FLOOR does.
+    return seconds * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+
+
+_MS_THRESHOLD_INT = 10**11
+
+
 def to_ns(value: object) -> int:
     """Nanoseconds since the epoch for an Ebbot instant (seconds or milliseconds, see module doc)."""
+    ns = _plain_ns(value)
+    if ns is not None:
+        if ns > MAX_NS:
+            raise InvalidInstantError("an instant must fall before the year 10000")
+        return ns
     number = to_decimal(value)
     scale = (
         NS_PER_MILLISECOND

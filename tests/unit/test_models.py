@@ -7,10 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.envelope import Metadata, build_metadata
 from shared.errors import WebhookInvalidError
-from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
+from shared.models import _PLAIN_INSTANT, TOPIC_MODELS, UnknownWebhook, parse_webhook
+from shared.timestamps import to_ns
 from tests.conftest import TOPICS, load_sample
 
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
@@ -245,3 +248,26 @@ def test_metadata_round_trips_with_routing_fields_first(topic: str) -> None:
     assert list(validated.model_dump()) == list(dumped)  # routing fields first, as docs/events.md says
     assert dumped["receivedAt"] == "2023-01-01T00:00:00.427187Z"
     assert dumped["bodySize"] == len(raw)
+
+
+def test_close_routes_on_the_last_numeric_rating_of_the_transcript() -> None:
+    body = load_sample("chat.close")
+    conversation = body["data"]["conversation"]
+    rating = {"sender": "user", "type": "rating", "timestamp": conversation[-1]["timestamp"]}
+    body["data"]["conversation"] = [
+        *conversation,
+        {**rating, "id": "r1", "value": {"rating": 2}},
+        {**rating, "id": "r2", "value": {"rating": 5}},
+        {**rating, "id": "r3", "value": {"rating": "five"}},  # not a number: not a rating to route on
+        {**rating, "id": "r4", "type": "text", "value": {"rating": 1}},  # not a rating message
+    ]
+    assert parse_webhook(body).routing().rating == 5
+    body["data"]["conversation"] = [m for m in conversation if m.get("type") != "rating"]
+    assert parse_webhook(body).routing().rating is None
+
+
+@given(st.from_regex(_PLAIN_INSTANT, fullmatch=True))
+def test_what_the_instant_shortcut_accepts_is_an_instant(text: str) -> None:
+    """Message timestamps in the plain form skip the exact parse when validated: every such text
+    must be one to_ns accepts."""
+    assert to_ns(text) >= 0

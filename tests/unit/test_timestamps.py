@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.timestamps import InvalidInstantError, ns_to_date, ns_to_iso, to_ns
+from shared.timestamps import MAX_NS, InvalidInstantError, ns_to_date, ns_to_iso, to_ns
 
 # Instants from 2001 (1e9 s) to 2286 (1e10 s), in nanoseconds.
 instants_ns = st.integers(min_value=10**18, max_value=10**19 - 1)
@@ -101,3 +103,20 @@ def test_unit_rule(number: Decimal) -> None:
 def test_envelope_integers_in_milliseconds(ms: int) -> None:
     expected = ms * 10**6 if ms > 10**11 else ms * 10**9
     assert to_ns(ms) == expected
+
+
+@given(
+    st.integers(min_value=0, max_value=10**13 - 1),
+    st.text(alphabet="0123456789", max_size=9),
+    st.sampled_from(["", " ", "\t"]),
+)
+def test_digit_strings_are_exact(whole: int, fraction: str, pad: str) -> None:
+    """The common forms take an integer shortcut; the result is the exact floor either way."""
+    text = f"{pad}{whole}.{fraction}{pad}" if fraction else f"{pad}{whole}{pad}"
+    exact = Fraction(text.strip())
+    expected = math.floor(exact * (10**6 if math.floor(exact) > 10**11 else 10**9))
+    if expected > MAX_NS:
+        with pytest.raises(InvalidInstantError):
+            to_ns(text)
+    else:
+        assert to_ns(text) == expected
