@@ -37,6 +37,7 @@ BENCH_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_NAMESPACE": "bench",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as template.yaml's Globals set it for every function
 }
 
 

@@ -59,7 +59,7 @@ Instant = Annotated[StrictStr | StrictInt | StrictFloat, AfterValidator(_check_i
 class EbbotModel(BaseModel):
     """Keeps every field it does not know, and never repeats input values in its errors."""
 
-    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True)
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, frozen=True, defer_build=True)
 
 
 def _str(value: Any) -> str | None:
