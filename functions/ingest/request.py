@@ -147,7 +147,35 @@ def _too_deep(path: str) -> HttpError:
 
 
 def _check_tree(document: Any) -> None:
-    """One iterative pass: nesting depth and out-of-range numbers, each reported with its path."""
+    """Nesting depth and out-of-range numbers, each reported with its path. A first pass without
+    paths (a transcript has thousands of nodes, and nearly every body is fine); only when it finds
+    a problem does the second pass build paths to name it."""
+    if _tree_is_fine(document):
+        return
+    _name_the_problem(document)
+
+
+def _tree_is_fine(document: Any) -> bool:
+    if not isinstance(document, (dict, list)):
+        return not isinstance(document, _OutOfRange)
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth >= MAX_DEPTH:
+            return False
+        for value in node.values() if type(node) is dict else node:
+            kind = type(value)
+            if kind is dict or kind is list:
+                if value:
+                    push((value, depth + 1))
+            elif kind is _OutOfRange:
+                return False
+    return True
+
+
+def _name_the_problem(document: Any) -> None:
+    """The same walk with paths: raises for the first problem in the first pass's order."""
     if isinstance(document, _OutOfRange):
         raise _out_of_range(())
     if not isinstance(document, (dict, list)):
