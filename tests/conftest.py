@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +98,16 @@ def lambda_invocations() -> Iterator[Invocations]:
     recorded = Invocations()
     with patch_lambda_targets(recorded):
         yield recorded
+
+
+def python_in_functions(code: str, env: dict[str, str]) -> str:
+    """Run `code` in a fresh interpreter from functions/ (as Lambda starts one); its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "functions",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()

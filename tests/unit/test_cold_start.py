@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from bench.coldstart_child import BENCH_ENV
-from tests.conftest import ROOT
+from tests.conftest import python_in_functions
 from tools.template import load_template
 
 # Counts pydantic's package-metadata scans (its plugin lookup) while a handler is imported and its
@@ -39,15 +37,7 @@ def _scans(extra_env: dict[str, str]) -> int:
         TOKEN_SECRET_ID="s",
         **extra_env,
     )
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT / "functions",
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(result.stdout.strip().splitlines()[-1])
+    return int(python_in_functions(PROBE, env).splitlines()[-1])
 
 
 def test_functions_skip_pydantics_plugin_scan() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from shared import observability
+from tests.conftest import python_in_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,15 +48,8 @@ def test_a_handler_imports_the_xray_sdk_only_when_tracing(disabled: str, importe
         "TABLE_NAME": "t",
         "BUCKET_NAME": "b",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys, messages.app; print('aws_xray_sdk' in sys.modules)"],
-        cwd=ROOT / "functions",
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == str(imported)
+    code = "import sys, messages.app; print('aws_xray_sdk' in sys.modules)"
+    assert python_in_functions(code, env) == str(imported)
 
 
 def test_in_threads_keeps_order_and_raises_after_every_call_ended() -> None:
@@ -96,12 +88,4 @@ def test_threads_join_the_invocations_trace_when_tracing() -> None:
         # mode would otherwise give each thread a facade segment of its own).
         "print(all(entity is main for entity in seen))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT / "functions",
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == "True", result.stderr
+    assert python_in_functions(code, env) == "True"
