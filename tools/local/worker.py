@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,11 @@ def main(argv: list[str]) -> int:
         serve_invoke,
     )
 
+    # Here up to `concurrency` invocations share one process (Lambda gives each its own execution
+    # environment), so one invocation's flush can publish another's metrics and leave the other
+    # nothing to flush. Powertools then warns "No application metrics to publish": an artefact of
+    # this runtime (our handlers add a metric on every normal path), not something to show a newcomer.
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     try:
         invoker = Invoker(function)
     except HandlerImportError as exc:
