@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 MILLISECONDS_THRESHOLD = Decimal(10) ** 11
+_MS_THRESHOLD_INT = 10**11
 NS_PER_SECOND = 10**9
 NS_PER_MILLISECOND = 10**6
 # datetime cannot represent years past 9999; nothing Ebbot sends is near it.
@@ -62,14 +63,10 @@ def _plain_ns(value: object) -> int | None:
         return None
     if fraction and not (fraction.isascii() and fraction.isdigit()):
         return None
-    seconds = int(whole)
-    scale = NS_PER_MILLISECOND if seconds > _MS_THRESHOLD_INT else NS_PER_SECOND
-    # fraction / 10**len * scale, floored: the scale is a multiple of 10**len when len <= 6 (ms)
-    # or 9 (s); otherwise the division floors as Decimal's ROUND_FLOOR does.
-    return seconds * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
-
-
-_MS_THRESHOLD_INT = 10**11
+    units = int(whole)  # seconds or milliseconds, by the unit rule
+    scale = NS_PER_MILLISECOND if units > _MS_THRESHOLD_INT else NS_PER_SECOND
+    # The fraction's nanoseconds, floored as Decimal's ROUND_FLOOR does.
+    return units * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
 
 
 def to_ns(value: object) -> int:
