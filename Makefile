@@ -74,8 +74,9 @@ lock: ## re-pin requirements/dev.txt from pyproject.toml (needs the registry)
 	 .venv-lock/bin/pip freeze --exclude ebbot-webhook-pipeline) > requirements/dev.txt
 	rm -rf .venv-lock
 
-sam-build: $(SAM_VENV)/.installed ## sam build (python3.13, arm64) without a container
+sam-build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build (python3.13, arm64, no container), then bytecode
 	PATH="$$(dirname $$(scripts/find-python313)):$$PATH" $(SAM) build
+	$(PY) -m tools.precompile .aws-sam/build
 
 deploy: sam-build ## sam deploy to your AWS account (STAGE=dev|prod, see samconfig.toml)
 	$(SAM) deploy --config-env $${STAGE:-default}

@@ -1,5 +1,6 @@
 """One cold start, in a fresh interpreter: import a handler, then invoke it once, AWS answered by
-botocore's Stubber. Prints JSON timings. Run by bench/run.py; `--baseline` measures boto3 alone."""
+botocore's Stubber. Prints JSON timings. Run by bench/run.py; `baseline-*` measures boto3 alone,
+`--traced` runs with tracing on, `--code=DIR` takes the functions and the layer from DIR."""
 
 from __future__ import annotations
 
@@ -103,7 +104,10 @@ def main() -> None:
         done = time.perf_counter()
         print(json.dumps({"import_ms": (t_import - T0) * 1000, "first_ms": (done - t_import) * 1000}))
         return
-    sys.path[:0] = ["functions", "."]
+    # `--code=DIR`: the functions and the layer from a tree laid out as sam build ships them
+    # (bench/deployed.py), ahead of the venv; otherwise from the repository and the venv.
+    code = next((flag.split("=", 1)[1] for flag in sys.argv[2:] if flag.startswith("--code=")), None)
+    sys.path[:0] = [f"{code}/functions", f"{code}/layer", "."] if code else ["functions", "."]
     import importlib
 
     module = importlib.import_module(f"{name}.app")

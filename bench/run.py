@@ -2,7 +2,9 @@
 
 1. Cold start: a function's import plus first invocation in a fresh interpreter (AWS answered by
    botocore's Stubber), median of RUNS, against importing boto3, creating the same clients and one
-   Stubber-answered call.
+   Stubber-answered call. With tracing off and on, from the repository and the venv; and with the
+   code laid out as `sam build` ships it (no bytecode: Lambda compiles every module at every cold
+   start) and as `make sam-build` ships it (bytecode added, tools.precompile), bench/deployed.py.
 2. Warm ingest: the ingest handler's time per event for each sample and for chat.close transcripts
    of 10 KB, 100 KB and 1 MB, against json.loads + json.dumps + one Stubber-answered put_events of
    the same body.
@@ -21,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -201,26 +204,39 @@ def warm() -> dict[str, Any]:
 
 
 def main() -> int:
+    from bench.deployed import build_tree
+    from tools.precompile import precompile
+
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "runs": RUNS,
-        "cold_start": {},
         "warm_ingest": {},
     }
-    # Tracing off (the template's Tracing=Disabled) and on (Tracing=Active, the default).
-    sections = (("cold_start", ()), ("cold_start_traced", ("--traced",)))
+    # Tracing off (the template's Tracing=Disabled) and on (Tracing=Active, the default), with the
+    # code from the repository and the venv (whose libraries have bytecode); and tracing off with
+    # the code laid out as `sam build` ships it (no bytecode) and as `make sam-build` does (with).
     functions = ("ingest", "chats", "messages", "scenarios")
-    no_flags: tuple[str, ...] = ()
-    measured_all = cold(
-        [("baseline-ingest", no_flags), ("baseline-consumer", no_flags)]
-        + [(name, flags) for _, flags in sections for name in functions]
-    )
+    with tempfile.TemporaryDirectory(prefix="bench-deployed-") as tmp:
+        sam_build = build_tree(Path(tmp) / "sam-build")
+        make_sam_build = build_tree(Path(tmp) / "make-sam-build")
+        precompile(make_sam_build)
+        sections: tuple[tuple[str, tuple[str, ...]], ...] = (
+            ("cold_start", ()),
+            ("cold_start_traced", ("--traced",)),
+            ("cold_start_sam_build", (f"--code={sam_build}",)),
+            ("cold_start_make_sam_build", (f"--code={make_sam_build}",)),
+        )
+        no_flags: tuple[str, ...] = ()
+        measured_all = cold(
+            [("baseline-ingest", no_flags), ("baseline-consumer", no_flags)]
+            + [(name, flags) for _, flags in sections for name in functions]
+        )
     baselines = {
         "ingest": measured_all[("baseline-ingest", no_flags)],
         "consumer": measured_all[("baseline-consumer", no_flags)],
     }
-    report["cold_start_traced"] = {}
     for section, flags in sections:
+        report[section] = {}
         for name in functions:
             measured = measured_all[(name, flags)]
             base = baselines["ingest" if name == "ingest" else "consumer"]
@@ -233,7 +249,12 @@ def main() -> int:
     report["peak_memory_4mb"] = peak_memory()
     out = ROOT / "bench" / "results" / "latest.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    for section, label in (("cold_start", "tracing off"), ("cold_start_traced", "tracing on")):
+    for section, label in (
+        ("cold_start", "tracing off"),
+        ("cold_start_traced", "tracing on"),
+        ("cold_start_sam_build", "tracing off, code as `sam build` ships it: no bytecode"),
+        ("cold_start_make_sam_build", "tracing off, code as `make sam-build` ships it: bytecode"),
+    ):
         print(
             f"cold start, {label} (median of {RUNS}, import + first invocation, "
             "vs boto3 + clients + one call):"
