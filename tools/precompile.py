@@ -19,18 +19,32 @@ from pathlib import Path
 RUNTIME = (3, 13)
 
 
+def lambda_path(artifact: Path) -> str:
+    """Where Lambda puts a built artifact: a layer (it has python/) under /opt, code in /var/task."""
+    return "/opt" if (artifact / "python").is_dir() else "/var/task"
+
+
 def precompile(directory: Path) -> bool:
-    """Compile every .py under `directory`; False if any file failed to compile."""
+    """Compile every .py under each artifact directory in `directory`; False if any failed.
+
+    The bytecode records each source by the path it has in Lambda (/var/task/..., /opt/python/...),
+    so tracebacks there name files that exist and show their lines.
+    """
     if sys.version_info[:2] != RUNTIME:
         raise SystemExit(f"precompile needs Python {RUNTIME[0]}.{RUNTIME[1]}, the Lambda runtime's")
-    return bool(
-        compileall.compile_dir(
-            directory,
-            quiet=1,
-            workers=0,
-            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    ok = True
+    for artifact in sorted(p for p in directory.iterdir() if p.is_dir()):
+        ok &= bool(
+            compileall.compile_dir(
+                artifact,
+                quiet=1,
+                workers=0,
+                stripdir=str(artifact),
+                prependdir=lambda_path(artifact),
+                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            )
         )
-    )
+    return ok
 
 
 def main(argv: list[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,12 @@ from tests.conftest import ROOT
 from tools.precompile import main
 
 PROBE = "import shared.timestamps as t; print(t.__spec__.cached, t.ns_to_date(0))"
+
+
+def _source_path(pyc: Path) -> str:
+    """The source path a .pyc records (what tracebacks show): its code object's file name."""
+    code = marshal.loads(pyc.read_bytes()[16:])  # noqa: S302 (a file this test just compiled)
+    return str(code.co_filename)
 
 
 def _import(functions: Path) -> list[str]:
@@ -35,6 +42,8 @@ def test_compiled_functions_import_from_bytecode_and_follow_source_changes(tmp_p
     assert pyc.parent.name == "__pycache__"
     assert pyc.read_bytes()[4:8] == (3).to_bytes(4, "little")  # flags: hash-based, checked
     assert date == "1970-01-01"
+    # Tracebacks in Lambda name the file where Lambda has it (the function's code is /var/task).
+    assert _source_path(pyc) == "/var/task/shared/timestamps.py"
 
     # A source edited after the build is what runs (checked-hash bytecode is validated at import).
     source = functions / "shared" / "timestamps.py"
@@ -69,3 +78,12 @@ def test_the_benchmarks_sam_build_tree_is_the_layer_without_bytecode(tmp_path: P
         check=True,
     )
     assert all(path.startswith(str(tree / "layer")) for path in result.stdout.split())
+
+
+def test_a_layer_is_compiled_for_where_lambda_puts_it(tmp_path: Path) -> None:
+    module = tmp_path / "DependenciesLayer" / "python" / "somelib" / "__init__.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("VALUE = 1\n")
+    assert main([str(tmp_path)]) == 0
+    (pyc,) = (module.parent / "__pycache__").glob("__init__.*.pyc")
+    assert _source_path(pyc) == "/opt/python/somelib/__init__.py"
