@@ -432,17 +432,23 @@ class JsonProtocolFastPath:
     """
 
     def __init__(self, dispatcher: Any) -> None:
+        # What each request needs, imported once here rather than on every request.
+        from botocore.exceptions import ClientError
+        from flask import Response
+        from moto.moto_api import recorder
+        from werkzeug.exceptions import HTTPException
+
+        self._client_error, self._http_exception = ClientError, HTTPException
+        self._response, self._record = Response, recorder._record_request
         self._dispatcher = dispatcher
         self._views: dict[int, Any] = {}
 
     def _view(self, app: Any, environ: dict[str, Any]) -> Any:
         key = id(app)
         if key not in self._views:
-            from werkzeug.exceptions import HTTPException
-
             try:
                 endpoint, arguments = app.url_map.bind_to_environ(environ).match()
-            except HTTPException:
+            except self._http_exception:
                 endpoint, arguments = None, {"unmatched": True}
             view = app.view_functions.get(endpoint)
             # Only a plain view of moto's (no URL arguments to pass) can be called directly.
@@ -460,21 +466,16 @@ class JsonProtocolFastPath:
         view = self._view(app, environ)
         if view is None:
             return app(environ, start_response)  # type: ignore[no-any-return]
-        from botocore.exceptions import ClientError
-        from flask import Response
-        from moto.moto_api import recorder
-        from werkzeug.exceptions import HTTPException
-
         request = app.request_class(environ)
         try:
-            recorder._record_request(request)
+            self._record(request)
             result = view.callback(request, request.raw_url, dict(request.headers))
-        except ClientError as exc:  # as moto's Flask glue answers it
+        except self._client_error as exc:  # as moto's Flask glue answers it
             result = 400, {}, exc.response["Error"]["Message"]
-        except HTTPException as exc:
+        except self._http_exception as exc:
             return exc(environ, start_response)
         status, headers, content = result if len(result) == 3 else (200, {}, result)
-        response = Response(response=content, status=status, headers=headers)
+        response = self._response(response=content, status=status, headers=headers)
         return response(environ, start_response)
 
 
