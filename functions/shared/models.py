@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -27,7 +26,7 @@ from pydantic import (
 )
 
 from shared.errors import WebhookInvalidError, from_pydantic_errors
-from shared.timestamps import to_ns
+from shared.timestamps import PLAIN_INSTANT, to_ns
 
 # Ids are opaque: Ebbot's chat ids contain dots, bot ids are 30 alphanumerics, message ids UUIDs,
 # but nothing here depends on that. The length cap keeps every id inside DynamoDB's 1 KB sort-key
@@ -36,15 +35,13 @@ Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Topic = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # EventBridge's detail-type limit
 
 
-# Always an instant: up to 13 digits is before the year 5138 read as seconds and before 2286 read
-# as milliseconds, and a fraction of up to 9 digits is at most nanoseconds. Checked per message of a
-# transcript, so the common forms skip the exact parse (a chat.close of 1 MB holds about 5,000).
-_PLAIN_INSTANT = re.compile(r"\s*\d{1,13}(?:\.\d{0,9})?\s*", re.ASCII)
+# Checked per message of a transcript (a chat.close of 1 MB holds about 5,000), so the forms that
+# are always instants (PLAIN_INSTANT, integers of up to 13 digits) skip the exact parse.
 _PLAIN_INSTANT_INT_LIMIT = 10**13
 
 
 def _check_instant(value: str | int | float) -> str | int | float:
-    if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
+    if type(value) is str and PLAIN_INSTANT.fullmatch(value):
         return value
     if type(value) is int and 0 <= value < _PLAIN_INSTANT_INT_LIMIT:
         return value

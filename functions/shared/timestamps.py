@@ -11,10 +11,14 @@ year 5138 and 1e11 milliseconds is 1973, so no instant Ebbot can send is ambiguo
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 MILLISECONDS_THRESHOLD = Decimal(10) ** 11
+# The common form, always an instant: up to 13 digits is before the year 5138 read as seconds and
+# before 2286 read as milliseconds, and a fraction of up to 9 digits is at most nanoseconds.
+PLAIN_INSTANT = re.compile(r"\s*(\d{1,13})(?:\.(\d{0,9}))?\s*", re.ASCII)
 _MS_THRESHOLD_INT = 10**11
 NS_PER_SECOND = 10**9
 NS_PER_MILLISECOND = 10**6
@@ -49,20 +53,17 @@ def to_decimal(value: object) -> Decimal:
 
 
 def _plain_ns(value: object) -> int | None:
-    """The common forms in integer arithmetic: an int, or ASCII digits with at most a 9-digit
-    fraction ("1672531200.427187915"). At most 22 digits, so the Decimal route is exact for them
-    too and both give the same nanoseconds; anything else returns None and goes the Decimal route."""
+    """The common forms in integer arithmetic: an int, or PLAIN_INSTANT ("1672531200.427187915").
+    At most 22 digits, so the Decimal route is exact for them too and both give the same
+    nanoseconds; anything else returns None and goes the Decimal route."""
     if type(value) is int:
         if value < 0:
             return None
         return value * (NS_PER_MILLISECOND if value > _MS_THRESHOLD_INT else NS_PER_SECOND)
-    if type(value) is not str:
+    match = PLAIN_INSTANT.fullmatch(value) if type(value) is str else None
+    if match is None:
         return None
-    whole, _, fraction = value.strip().partition(".")
-    if not (0 < len(whole) <= 13 and len(fraction) <= 9 and whole.isascii() and whole.isdigit()):
-        return None
-    if fraction and not (fraction.isascii() and fraction.isdigit()):
-        return None
+    whole, fraction = match.group(1), match.group(2) or ""
     units = int(whole)  # seconds or milliseconds, by the unit rule
     scale = NS_PER_MILLISECOND if units > _MS_THRESHOLD_INT else NS_PER_SECOND
     # The fraction's nanoseconds, floored as Decimal's ROUND_FLOOR does.

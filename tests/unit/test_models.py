@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from shared.envelope import Metadata, build_metadata
 from shared.errors import WebhookInvalidError
-from shared.models import _PLAIN_INSTANT, TOPIC_MODELS, UnknownWebhook, parse_webhook
-from shared.timestamps import to_ns
+from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
+from shared.timestamps import PLAIN_INSTANT, to_ns
 from tests.conftest import TOPICS, load_sample
 
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
@@ -266,7 +266,7 @@ def test_close_routes_on_the_last_numeric_rating_of_the_transcript() -> None:
     assert parse_webhook(body).routing().rating is None
 
 
-@given(st.from_regex(_PLAIN_INSTANT, fullmatch=True))
+@given(st.from_regex(PLAIN_INSTANT, fullmatch=True))
 def test_what_the_instant_shortcut_accepts_is_an_instant(text: str) -> None:
     """Message timestamps in the plain form skip the exact parse when validated: every such text
     must be one to_ns accepts."""
