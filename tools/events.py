@@ -108,7 +108,7 @@ def eventbridge_event(topic: str, body: str, *, bus: str = SAMPLE_BUS) -> dict[s
         "time": ns_to_iso(received_ns)[:19] + "Z",
         "region": REGION,
         "resources": [],
-        "detail": {"metadata": metadata.model_dump(), "webhook": json.loads(raw)},
+        "detail": {"metadata": metadata, "webhook": json.loads(raw)},
     }
 
 

@@ -23,7 +23,7 @@ from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token
 from ingest.request import HttpError, decode_body, parse_json
 from shared.bus import BusPublisher, BusUnavailableError
 from shared.claim_check import CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX, SPILL_PREFIX, check_in, object_key
-from shared.envelope import Metadata, build_metadata
+from shared.envelope import build_metadata
 from shared.errors import FieldProblem, WebhookInvalidError
 from shared.models import Webhook, parse_webhook
 from shared.observability import MetricUnit, logger, metrics
@@ -136,15 +136,15 @@ class IngestService:
     # --- the accepted path ---------------------------------------------------------------------
 
     def _make_durable(
-        self, document: dict[str, Any], metadata: Metadata, raw: bytes, received_ns: int
+        self, document: dict[str, Any], metadata: dict[str, Any], raw: bytes, received_ns: int
     ) -> HttpResponse:
-        detail = _serialise({"metadata": metadata.model_dump(), "webhook": document})
+        detail = _serialise({"metadata": metadata, "webhook": document})
         claim_checked = False
         if len(detail) > self._settings.claim_check_threshold_bytes:
             detail, claim_checked = self._claim_check(metadata, raw, received_ns, detail)
         entry = {
             "Source": self._settings.event_source,
-            "DetailType": metadata.topic,
+            "DetailType": metadata["topic"],
             "Detail": detail.decode("utf-8"),
             "EventBusName": self._settings.event_bus_name,
         }
@@ -154,35 +154,36 @@ class IngestService:
             metrics.add_metric(name="WebhooksClaimChecked", unit=MetricUnit.Count, value=1)
         logger.info(
             "webhook accepted",
-            topic=metadata.topic,
-            bot_id=metadata.botId,
-            chat_id=metadata.chatId,
-            delivery_id=metadata.deliveryId,
+            topic=metadata["topic"],
+            bot_id=metadata["botId"],
+            chat_id=metadata["chatId"],
+            delivery_id=metadata["deliveryId"],
             body_bytes=len(raw),
             claim_checked=claim_checked,
             outcome=outcome,
         )
-        return HttpResponse(202, {"deliveryId": metadata.deliveryId, "status": outcome})
+        return HttpResponse(202, {"deliveryId": metadata["deliveryId"], "status": outcome})
 
     def _claim_check(
-        self, metadata: Metadata, raw: bytes, received_ns: int, inline: bytes
+        self, metadata: dict[str, Any], raw: bytes, received_ns: int, inline: bytes
     ) -> tuple[bytes, bool]:
-        key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata.deliveryId)
+        key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata["deliveryId"])
         try:
             ref = check_in(self._s3, self._settings.bucket_name, key, raw)
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("claim check failed", delivery_id=metadata.deliveryId, error=type(exc).__name__)
+            logger.warning("claim check failed", delivery_id=metadata["deliveryId"], error=type(exc).__name__)
             metrics.add_metric(name="ClaimCheckFailed", unit=MetricUnit.Count, value=1)
             if len(inline) + ENTRY_OVERHEAD_BYTES <= EVENTBRIDGE_MAX_ENTRY_BYTES:
                 return inline, False  # still fits on the bus: send it inline rather than fail
             raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
-        return _serialise({"metadata": metadata.model_dump(), "webhookRef": ref.model_dump()}), True
+        return _serialise({"metadata": metadata, "webhookRef": ref.model_dump()}), True
 
-    def _publish(self, entry: dict[str, Any], metadata: Metadata, raw: bytes, received_ns: int) -> str:
+    def _publish(self, entry: dict[str, Any], metadata: dict[str, Any], raw: bytes, received_ns: int) -> str:
+        delivery_id = metadata["deliveryId"]
         try:
             (result,) = self._publisher.put([entry])
         except BusUnavailableError as exc:
-            logger.warning("event bus unavailable", delivery_id=metadata.deliveryId, error=str(exc))
+            logger.warning("event bus unavailable", delivery_id=delivery_id, error=str(exc))
             return self._spill(entry, metadata, received_ns)
         finally:
             if self._publisher.retries:
@@ -193,27 +194,27 @@ class IngestService:
         if result.published:
             return "accepted"
         if result.transient:
-            logger.warning("event bus kept failing", delivery_id=metadata.deliveryId, error=result.error_code)
+            logger.warning("event bus kept failing", delivery_id=delivery_id, error=result.error_code)
             return self._spill(entry, metadata, received_ns)
         # The bus refused the entry for good (MalformedDetail, AccessDenied...): retrying cannot help.
-        logger.error("event bus rejected the event", delivery_id=metadata.deliveryId, error=result.error_code)
-        self._quarantine(raw, metadata.deliveryId, received_ns, reason=f"bus_rejected:{result.error_code}")
+        logger.error("event bus rejected the event", delivery_id=delivery_id, error=result.error_code)
+        self._quarantine(raw, delivery_id, received_ns, reason=f"bus_rejected:{result.error_code}")
         return "quarantined"
 
-    def _spill(self, entry: dict[str, Any], metadata: Metadata, received_ns: int) -> str:
-        key = object_key(SPILL_PREFIX, received_ns, metadata.deliveryId)
+    def _spill(self, entry: dict[str, Any], metadata: dict[str, Any], received_ns: int) -> str:
+        key = object_key(SPILL_PREFIX, received_ns, metadata["deliveryId"])
         try:
             self._s3.put_object(
                 Bucket=self._settings.bucket_name,
                 Key=key,
-                Body=_serialise({"entry": entry, "deliveryId": metadata.deliveryId}),
+                Body=_serialise({"entry": entry, "deliveryId": metadata["deliveryId"]}),
                 ContentType="application/json",
                 ChecksumAlgorithm="SHA256",
             )
         except (ClientError, BotoCoreError) as exc:
             metrics.add_metric(name="WebhooksLost", unit=MetricUnit.Count, value=1)
             logger.error(
-                "spill failed: nothing durable", delivery_id=metadata.deliveryId, error=type(exc).__name__
+                "spill failed: nothing durable", delivery_id=metadata["deliveryId"], error=type(exc).__name__
             )
             raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
         metrics.add_metric(name="WebhooksSpilled", unit=MetricUnit.Count, value=1)

@@ -86,6 +86,28 @@ class RoutingFields(BaseModel):
     rating: int | float | None = None
 
 
+def routing_fields(
+    *,
+    sender: str | None = None,
+    messageType: str | None = None,
+    chatStatus: str | None = None,
+    handledBy: str | None = None,
+    scenarioId: str | None = None,
+    rating: int | float | None = None,
+) -> dict[str, Any]:
+    """RoutingFields as the plain dict that goes into the metadata, every key present and in the
+    model's order. Its values come from validated fields through _str and _number, so building the
+    model (and dumping it again) per webhook would only repeat checks; a test holds the two equal."""
+    return {
+        "sender": sender,
+        "messageType": messageType,
+        "chatStatus": chatStatus,
+        "handledBy": handledBy,
+        "scenarioId": scenarioId,
+        "rating": rating,
+    }
+
+
 class Webhook(EbbotModel):
     """What every topic has. Subclasses narrow `topic` and say where the chat and message ids live."""
 
@@ -119,8 +141,8 @@ class Webhook(EbbotModel):
         """When the thing the webhook reports happened; the envelope time unless the body is more precise."""
         return self.sent_at_ns
 
-    def routing(self) -> RoutingFields:
-        return RoutingFields()
+    def routing(self) -> dict[str, Any]:
+        return routing_fields()
 
 
 # --- chat-state topics: the chat id is data.id (chat.update: chat.id) ---------------------------
@@ -139,8 +161,8 @@ class _ChatDataWebhook(Webhook):
     def chat_id(self) -> str:
         return self.data.id
 
-    def routing(self) -> RoutingFields:
-        return RoutingFields(chatStatus=_str(self.data.status), handledBy=_str(self.data.handled_by))
+    def routing(self) -> dict[str, Any]:
+        return routing_fields(chatStatus=_str(self.data.status), handledBy=_str(self.data.handled_by))
 
 
 class ChatCreate(_ChatDataWebhook):
@@ -177,9 +199,9 @@ class ChatUpdate(Webhook):
     def chat_id(self) -> str:
         return self.chat.id
 
-    def routing(self) -> RoutingFields:
+    def routing(self) -> dict[str, Any]:
         scenario = self.chat.scenario
-        return RoutingFields(
+        return routing_fields(
             chatStatus=_str(self.chat.status),
             handledBy=_str(self.chat.handled_by),
             scenarioId=_str(scenario) or _str(_get(scenario, "id")),
@@ -223,9 +245,9 @@ class MessageFields(EbbotModel):
         )
         return "nokey-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
-    def routing(self) -> RoutingFields:
+    def routing(self) -> dict[str, Any]:
         kind = _str(self.type)
-        return RoutingFields(
+        return routing_fields(
             sender=_str(self.sender),
             messageType=kind,
             scenarioId=_str(_get(self.value, "scenario")) if kind == "scenario" else None,
@@ -257,7 +279,7 @@ class _MessageWebhook(Webhook):
         stamped = self.data.timestamp_ns
         return stamped if stamped is not None else self.sent_at_ns
 
-    def routing(self) -> RoutingFields:
+    def routing(self) -> dict[str, Any]:
         return self.data.routing()
 
 
@@ -303,8 +325,8 @@ class ChatScenarioRun(Webhook):
     def chat_id(self) -> str:
         return self.data.chatId
 
-    def routing(self) -> RoutingFields:
-        return RoutingFields(scenarioId=_str(self.data.scenario.id))
+    def routing(self) -> dict[str, Any]:
+        return routing_fields(scenarioId=_str(self.data.scenario.id))
 
 
 # --- chat.close: the whole transcript -------------------------------------------------------------
@@ -325,10 +347,10 @@ class ChatClose(Webhook):
     def chat_id(self) -> str:
         return self.data.id
 
-    def routing(self) -> RoutingFields:
+    def routing(self) -> dict[str, Any]:
         # The last rating in the transcript (a model per message would cost more than the parse).
         rating = next((r for m in reversed(self.data.conversation) if (r := m.rating()) is not None), None)
-        return RoutingFields(
+        return routing_fields(
             chatStatus=_str(self.data.status) or "chat_closed",
             handledBy=_str(self.data.handled_by),
             rating=rating,

@@ -12,14 +12,16 @@ year 5138 and 1e11 milliseconds is 1973, so no instant Ebbot can send is ambiguo
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from functools import lru_cache
 
 MILLISECONDS_THRESHOLD = Decimal(10) ** 11
 # The common form, always an instant: up to 13 digits is before the year 5138 read as seconds and
 # before 2286 read as milliseconds, and a fraction of up to 9 digits is at most nanoseconds.
 PLAIN_INSTANT = re.compile(r"\s*(\d{1,13})(?:\.(\d{0,9}))?\s*", re.ASCII)
 _MS_THRESHOLD_INT = 10**11
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 NS_PER_SECOND = 10**9
 NS_PER_MILLISECOND = 10**6
 # datetime cannot represent years past 9999; nothing Ebbot sends is near it.
@@ -89,12 +91,26 @@ def to_ns(value: object) -> int:
     return ns
 
 
+@lru_cache(maxsize=64)
+def _iso_date(days: int) -> str:
+    """The ISO date `days` after 1970-01-01 (a webhook's instants fall on a day or two)."""
+    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+
+
 def ns_to_iso(ns: int) -> str:
-    """ISO-8601 UTC with microseconds, e.g. 2023-01-01T00:00:00.427187Z (sub-microsecond is in the ns)."""
-    seconds, rest = divmod(ns, NS_PER_SECOND)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000, tzinfo=None)
-    # isoformat is several times faster than strftime (three calls per webhook at ingest).
-    return moment.isoformat(timespec="microseconds") + "Z"
+    """ISO-8601 UTC with microseconds, e.g. 2023-01-01T00:00:00.427187Z (sub-microsecond is in the ns).
+
+    Integer arithmetic with the date cached: three per webhook at ingest, where datetime's
+    construction and isoformat cost twice as much. A test holds it equal to datetime's text."""
+    seconds = ns // NS_PER_SECOND
+    second = seconds % 86400  # of the day
+    return "%sT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (%-format: faster here than an f-string)
+        _iso_date(seconds // 86400),
+        second // 3600,
+        second // 60 % 60,
+        second % 60,
+        ns // 1000 % 1_000_000,
+    )
 
 
 def ns_to_date(ns: int) -> str:

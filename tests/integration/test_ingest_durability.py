@@ -10,6 +10,7 @@ import pytest
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
+from ingest.app import EVENTS_CONFIG
 from ingest.auth import TokenVerifier
 from ingest.service import HttpRequest, IngestService
 from shared.bus import BusPublisher
@@ -168,10 +169,19 @@ def test_malformed_detail_is_quarantined_not_retried(stack: IngestStack) -> None
     )
 
 
-def test_whole_call_failure_is_spilled(stack: IngestStack) -> None:
-    events = boto3.client("events")
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("InternalException", 500),
+        # The handler's client leaves parameter checks to EventBridge (ingest.app.EVENTS_CONFIG):
+        # a request EventBridge refuses as a whole is kept the same way.
+        ("ValidationException", 400),
+    ],
+)
+def test_whole_call_failure_is_spilled(stack: IngestStack, code: str, status: int) -> None:
+    events = boto3.client("events", config=EVENTS_CONFIG)
     with Stubber(events) as stub:
-        stub.add_client_error("put_events", "InternalException", http_status_code=500)
+        stub.add_client_error("put_events", code, http_status_code=status)
         response = post(build(stack, events))
     assert (response.status, response.body["status"]) == (202, "spilled")
     assert list(stack.objects("spill/")) == ["spill/dt=2023-11-14/delivery-0001.json"]

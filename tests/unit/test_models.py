@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from shared.envelope import Metadata, build_metadata
 from shared.errors import WebhookInvalidError
-from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
+from shared.models import TOPIC_MODELS, RoutingFields, UnknownWebhook, parse_webhook
 from shared.timestamps import PLAIN_INSTANT, to_ns
 from tests.conftest import TOPICS, load_sample
 
@@ -89,7 +89,7 @@ def test_sample_parses_with_the_expected_ids_and_instants(topic: str) -> None:
     assert webhook.occurred_at_ns == occurred_ns
     assert webhook.request_id is not None
     assert webhook.request_id.startswith("req-")
-    set_fields = {k: v for k, v in webhook.routing().model_dump().items() if v is not None}
+    set_fields = {k: v for k, v in webhook.routing().items() if v is not None}
     assert set_fields == routing
 
 
@@ -242,12 +242,20 @@ def test_metadata_round_trips_with_routing_fields_first(topic: str) -> None:
     body = load_sample(topic) if topic in TOPICS else {**load_sample("chat.create"), "topic": topic}
     raw = json.dumps(body).encode()
     built = build_metadata(parse_webhook(body), raw, received_ns=1672531200427187915, delivery_id="d-1")
-    dumped = built.model_dump()
-    validated = Metadata.model_validate(dumped)
-    assert validated == built
-    assert list(validated.model_dump()) == list(dumped)  # routing fields first, as docs/events.md says
-    assert dumped["receivedAt"] == "2023-01-01T00:00:00.427187Z"
-    assert dumped["bodySize"] == len(raw)
+    # Built as a dict without the model: what Metadata reads from it must dump back to it exactly,
+    # same keys, same order (routing fields first, as docs/events.md says), same values and types.
+    validated = Metadata.model_validate(built)
+    assert list(validated.model_dump().items()) == list(built.items())
+    assert {k: type(v) for k, v in validated.model_dump().items()} == {k: type(v) for k, v in built.items()}
+    assert built["receivedAt"] == "2023-01-01T00:00:00.427187Z"
+    assert built["bodySize"] == len(raw)
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, "chat.some.future.topic"])
+def test_routing_dict_is_what_the_routing_model_dumps(topic: str) -> None:
+    body = load_sample(topic) if topic in TOPICS else {**load_sample("chat.create"), "topic": topic}
+    routing = parse_webhook(body).routing()
+    assert list(RoutingFields.model_validate(routing).model_dump().items()) == list(routing.items())
 
 
 def test_close_routes_on_the_last_numeric_rating_of_the_transcript() -> None:
@@ -261,9 +269,9 @@ def test_close_routes_on_the_last_numeric_rating_of_the_transcript() -> None:
         {**rating, "id": "r3", "value": {"rating": "five"}},  # not a number: not a rating to route on
         {**rating, "id": "r4", "type": "text", "value": {"rating": 1}},  # not a rating message
     ]
-    assert parse_webhook(body).routing().rating == 5
+    assert parse_webhook(body).routing()["rating"] == 5
     body["data"]["conversation"] = [m for m in conversation if m.get("type") != "rating"]
-    assert parse_webhook(body).routing().rating is None
+    assert parse_webhook(body).routing()["rating"] is None
 
 
 @given(st.from_regex(PLAIN_INSTANT, fullmatch=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -70,6 +71,13 @@ def test_iso_and_date() -> None:
     assert ns_to_iso(1672531200427187915) == "2023-01-01T00:00:00.427187Z"
     assert ns_to_date(1672617599999999999) == "2023-01-01"
     assert ns_to_date(1672617600000000000) == "2023-01-02"
+
+
+@given(st.integers(min_value=0, max_value=MAX_NS + 10**9 - 1))
+def test_iso_text_is_what_datetime_writes_for_the_instant(ns: int) -> None:
+    """ns_to_iso does its own arithmetic; datetime is the reference, to the microsecond (floored)."""
+    moment = datetime(1970, 1, 1) + timedelta(microseconds=ns // 1000)
+    assert ns_to_iso(ns) == moment.isoformat(timespec="microseconds") + "Z"
 
 
 @given(instants_ns)
