@@ -84,13 +84,20 @@ def template_defaults() -> dict[str, Any]:
     parameters = load_template()["Parameters"]
     return {
         name: parameters[name]["Default"]
-        for name in ("LogLevel", "PlatformLogLevel", "Tracing", "ArchiveRetentionDays")
+        for name in ("LogLevel", "PlatformLogLevel", "Tracing", "Archive", "ArchiveRetentionDays")
     }
 
 
-# A configuration that pulls every cost lever the template offers (a product decision each: fewer
-# logs, no traces, a week of replay), for comparison.
-LEAN = {"LogLevel": "WARNING", "PlatformLogLevel": "WARN", "Tracing": "Disabled", "ArchiveRetentionDays": 7}
+# Configurations that pull the template's cost levers (a product decision each: fewer logs, no
+# traces, a week of replay or none), for comparison.
+LEAN = {
+    "LogLevel": "WARNING",
+    "PlatformLogLevel": "WARN",
+    "Tracing": "Disabled",
+    "Archive": "Enabled",
+    "ArchiveRetentionDays": 7,
+}
+LEAN_NO_ARCHIVE = {**LEAN, "Archive": "Disabled"}
 
 
 def ingest_ms() -> dict[str, float]:
@@ -154,7 +161,10 @@ def per_million(front_door: str = "http_api", config: dict[str, Any] | None = No
     gb = sum(MIX[t] * EVENT_KB.get(t, 3) for t in MIX) * 1e6 / 1024 / 1024
     days = int(config["ArchiveRetentionDays"])
     months = days / 30 if days else FOREVER_MONTHS
-    lines["EventBridge archive"] = gb * (p["archive_per_gb_processed"] + months * p["archive_per_gb_month"])
+    archived = config["Archive"] == "Enabled"
+    lines["EventBridge archive"] = (
+        gb * (p["archive_per_gb_processed"] + months * p["archive_per_gb_month"]) if archived else 0.0
+    )
     lines["DynamoDB writes"] = sum(MIX[t] * consumers[t]["wcu"] for t in MIX) * p["dynamodb_wcu_per_million"]
     lines["DynamoDB reads"] = sum(MIX[t] * RCU[t] for t in MIX) * p["dynamodb_rcu_per_million"]
     closes = MIX["chat.close"] * 1e6
@@ -183,6 +193,7 @@ def main() -> int:
     for label, config, doors in (
         ("template defaults", defaults, ("http_api", "function_url", "rest_api")),
         ("lean", LEAN, ("http_api",)),
+        ("lean, no archive", LEAN_NO_ARCHIVE, ("http_api",)),
     ):
         settings = ", ".join(f"{k}={v}" for k, v in config.items())
         for door in doors:

@@ -16,7 +16,8 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    # CloudFormation's JSON has no "Fn::" on Ref and on a condition named inside Fn::And/Or/Not.
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)

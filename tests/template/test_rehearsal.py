@@ -175,7 +175,7 @@ def test_bucket_private_encrypted_versioned_with_lifecycles(
     rules = {r["Id"]: r for r in lifecycle["Rules"]}  # moto drops it: checked on the template
     assert {"claim-check", "quarantine", "transcripts", "oversize", "noncurrent-versions"} <= set(rules)
     assert rules["claim-check"]["ExpirationInDays"] == {
-        "Fn::If": ["ArchiveKeepsForever", 1, {"Ref": "ArchiveRetentionDays"}]
+        "Fn::If": ["ClaimChecksFollowArchive", {"Ref": "ArchiveRetentionDays"}, 16]
     }
 
 
@@ -275,3 +275,27 @@ def test_log_groups_have_retention(rehearsal: tuple[Clients, Deployment, set[str
         "transcripts",
     }
     assert all(g["retentionInDays"] == 30 for g in groups)
+
+
+def test_archive_disabled_deploys_without_an_archive_and_still_delivers_every_topic() -> None:
+    """Archive=Disabled (a cost lever: bench/cost.py) leaves out the archive and its output, and
+    nothing else: the same rules and targets as with it."""
+    with mock_aws():
+        clients = Clients()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the types moto skips: the test above names them
+            enabled = deploy(clients, stack_name="with", token="t" * 32)
+            disabled = deploy(
+                clients, stack_name="without", parameters={"Archive": "Disabled"}, token="t" * 32
+            )
+        archives = clients.events.list_archives()["Archives"]
+    assert [a["EventSourceArn"].rsplit("/", 1)[1] for a in archives] == ["with-bus"]
+    assert "EventArchive" in enabled.physical
+    assert "EventArchive" not in disabled.physical
+    assert "EventArchiveName" not in disabled.outputs
+
+    def deliveries(deployment: Deployment) -> list[tuple[str, str, int]]:
+        return sorted((t.rule_logical_id, t.function, t.retry_attempts) for t in deployment.targets)
+
+    assert deliveries(enabled)
+    assert deliveries(disabled) == deliveries(enabled)

@@ -171,6 +171,7 @@ def test_bucket_blocks_public_access_and_insecure_transport() -> None:
         "ThrottlingRateLimit",
         "AlarmEmail",
         "ArchiveRetentionDays",
+        "Archive",
     ],
 )
 def test_operator_parameters_exist_and_are_documented(name: str) -> None:

@@ -110,10 +110,43 @@ def test_ingest_routes_with_and_without_the_token_in_the_path(template: dict[str
     assert template["Parameters"]["IngestReservedConcurrency"]["Default"] == 0
 
 
-def test_bus_has_an_archive(template: dict[str, Any]) -> None:
-    (archive,) = resources(template, "AWS::Events::Archive").values()
-    assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
-    assert archive["Properties"]["RetentionDays"] == {"Ref": "ArchiveRetentionDays"}
+def evaluate(template: dict[str, Any], value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value as CloudFormation resolves it for these parameter values (the defaults
+    otherwise): Ref to a parameter, Fn::If, Fn::Equals, Fn::And, Fn::Or, Fn::Not and Condition."""
+
+    def condition(name: str) -> bool:
+        return bool(evaluate(template, template["Conditions"][name], parameters))
+
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, args),) = value.items()
+        if key == "Ref" and args in template["Parameters"]:
+            return str(parameters.get(args, template["Parameters"][args].get("Default")))
+        if key == "Condition":
+            return condition(args)
+        if key == "Fn::If":
+            return evaluate(template, args[1] if condition(args[0]) else args[2], parameters)
+        if key == "Fn::Equals":
+            return str(evaluate(template, args[0], parameters)) == str(evaluate(template, args[1], parameters))
+        if key == "Fn::And":
+            return all(evaluate(template, a, parameters) for a in args)
+        if key == "Fn::Or":
+            return any(evaluate(template, a, parameters) for a in args)
+        if key == "Fn::Not":
+            return not evaluate(template, args[0], parameters)
+    return value
+
+
+@pytest.mark.parametrize("archive", ["Enabled", "Disabled"])
+def test_bus_has_an_archive_unless_it_is_disabled(template: dict[str, Any], archive: str) -> None:
+    (archive_id,) = resources(template, "AWS::Events::Archive")
+    resource = template["Resources"][archive_id]
+    assert resource["Properties"]["SourceArn"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    assert resource["Properties"]["RetentionDays"] == {"Ref": "ArchiveRetentionDays"}
+    deployed = evaluate(template, {"Condition": resource["Condition"]}, {"Archive": archive})
+    assert deployed == (archive == "Enabled")
+    output = template["Outputs"]["EventArchiveName"]
+    assert evaluate(template, {"Condition": output["Condition"]}, {"Archive": archive}) == deployed
+    assert template["Parameters"]["Archive"]["Default"] == "Enabled"
 
 
 def test_bucket_is_private_encrypted_versioned_tls_only_and_retained(template: dict[str, Any]) -> None:
@@ -131,17 +164,45 @@ def test_bucket_is_private_encrypted_versioned_tls_only_and_retained(template: d
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_lifecycle_per_prefix_keeps_claim_checks_as_long_as_the_archive(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("archive", "days", "expected"),
+    [
+        ("Enabled", 90, 90),  # the defaults: as long as the archive can replay them
+        ("Enabled", 365, 365),
+        ("Enabled", 16, 16),
+        ("Enabled", 0, None),  # an archive kept forever: claim checks too
+        # Shorter than a dead-lettered event can wait for its redrive (14 days in a queue after a
+        # day of retries): 16 days, or a redriven event would find its body gone.
+        ("Enabled", 15, 16),
+        ("Enabled", 7, 16),
+        ("Enabled", 1, 16),
+        ("Disabled", 90, 16),  # no archive, no replay: only the redrive window counts
+        ("Disabled", 0, 16),
+    ],
+)
+def test_claim_checks_outlive_both_the_archive_and_the_dead_letter_queues(
+    template: dict[str, Any], archive: str, days: int, expected: int | None
+) -> None:
     rules = {
         r["Id"]: r
         for r in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     }
     claim = rules["claim-check"]
     assert claim["Prefix"] == "claim-check/"
-    assert claim["ExpirationInDays"] == {
-        "Fn::If": ["ArchiveKeepsForever", 1, {"Ref": "ArchiveRetentionDays"}]
+    parameters = {"Archive": archive, "ArchiveRetentionDays": days}
+    status = evaluate(template, claim["Status"], parameters)
+    expiry = None if status == "Disabled" else int(evaluate(template, claim["ExpirationInDays"], parameters))
+    assert expiry == expected
+    # The 16 days cover what the queues hold; a test of the queues' retention is in test_rehearsal.
+    queues = [r for r in resources(template, "AWS::SQS::Queue").values()]
+    assert max(int(q["Properties"]["MessageRetentionPeriod"]) for q in queues) <= 14 * 86400
+
+
+def test_lifecycle_per_prefix(template: dict[str, Any]) -> None:
+    rules = {
+        r["Id"]: r
+        for r in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     }
-    assert claim["Status"] == {"Fn::If": ["ArchiveKeepsForever", "Disabled", "Enabled"]}
     assert rules["quarantine"]["Prefix"] == "quarantine/"
     # Spilled events wait for a redrive: no rule may expire them.
     assert not any(str(r.get("Prefix", "")).startswith("spill") for r in rules.values())
