@@ -170,18 +170,36 @@ def test_handler_wires_the_service_from_the_environment(
 ) -> None:
     for key, value in stack.env().items():
         monkeypatch.setenv(key, value)
+    made: list[str] = []
+    real_client = boto3.client
+
+    def client(service_name: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(service_name)
+        return real_client(service_name, *args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", client)
     app.service.cache_clear()
     event = json.loads((ROOT / "events" / "apigw" / "chat.create.json").read_text())
     event["pathParameters"]["token"] = TOKEN
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/webhook/{TOKEN}"
+    big = load_sample("chat.close")
+    big["data"]["conversation"] *= 150  # about 330 KB, over the claim-check threshold: S3 is needed now
     try:
         response = app.lambda_handler(event, FakeLambdaContext())
+        # The common cold start makes no S3 client: only claim checks, spills and quarantine use it.
+        assert sorted(made) == ["events", "secretsmanager"]
+        claim_checked = app.lambda_handler(
+            {**event, "body": json.dumps(big), "isBase64Encoded": False}, FakeLambdaContext()
+        )
     finally:
         app.service.cache_clear()
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["status"] == "accepted"
-    (captured,) = stack.captured()
-    assert captured["detail-type"] == "chat.create"
+    assert claim_checked["statusCode"] == 202
+    assert sorted(made) == ["events", "s3", "secretsmanager"]
+    created, closed = stack.captured()
+    assert created["detail-type"] == "chat.create"
+    assert closed["detail"]["webhookRef"]["key"] in stack.objects("claim-check/")
 
 
 def test_bearer_header_is_accepted_with_any_scheme_case(stack: IngestStack) -> None:

@@ -126,7 +126,8 @@ def evaluate(template: dict[str, Any], value: Any, parameters: dict[str, Any]) -
         if key == "Fn::If":
             return evaluate(template, args[1] if condition(args[0]) else args[2], parameters)
         if key == "Fn::Equals":
-            return str(evaluate(template, args[0], parameters)) == str(evaluate(template, args[1], parameters))
+            left, right = (str(evaluate(template, a, parameters)) for a in args)
+            return left == right
         if key == "Fn::And":
             return all(evaluate(template, a, parameters) for a in args)
         if key == "Fn::Or":
@@ -194,7 +195,7 @@ def test_claim_checks_outlive_both_the_archive_and_the_dead_letter_queues(
     expiry = None if status == "Disabled" else int(evaluate(template, claim["ExpirationInDays"], parameters))
     assert expiry == expected
     # The 16 days cover what the queues hold; a test of the queues' retention is in test_rehearsal.
-    queues = [r for r in resources(template, "AWS::SQS::Queue").values()]
+    queues = list(resources(template, "AWS::SQS::Queue").values())
     assert max(int(q["Properties"]["MessageRetentionPeriod"]) for q in queues) <= 14 * 86400
 
 
