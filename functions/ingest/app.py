@@ -17,6 +17,7 @@ from botocore.config import Config
 
 from ingest.auth import TokenVerifier
 from ingest.service import HttpRequest, HttpResponse, IngestService
+from shared.lazy_client import LazyClient
 from shared.observability import logger, metrics, tracer
 from shared.settings import IngestSettings
 
@@ -26,22 +27,6 @@ _AWS_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standa
 # entry again: 10-20% of a warm invocation (bench/run.py). Our entries are built here, never from
 # input, and EventBridge checks them anyway; a refusal is a ClientError that spills like any other.
 EVENTS_CONFIG = _AWS_CONFIG.merge(Config(parameter_validation=False))
-
-
-class LazyClient:
-    """A boto3 client made on first use. Ingest touches S3 only for claim checks, spills and
-    quarantine, so the common cold start does not pay for S3's client (about 60 ms here: its
-    service model is the largest of the three)."""
-
-    def __init__(self, service_name: str, config: Config) -> None:
-        self._args = (service_name, config)
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            service_name, config = self._args
-            self._client = boto3.client(service_name, config=config)
-        return getattr(self._client, name)
 
 
 @cache

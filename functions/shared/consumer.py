@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.config import Config
 
 from shared.envelope import BusDetail
+from shared.lazy_client import LazyClient
 from shared.settings import ConsumerSettings
 from shared.store import Store
 
@@ -42,7 +43,8 @@ def store() -> Store:
 
 @cache
 def s3_client() -> object:
-    return boto3.client("s3", config=_AWS_CONFIG)
+    """Made on first use (claim-checked bodies, oversize parts, transcripts): see LazyClient."""
+    return LazyClient("s3", _AWS_CONFIG)
 
 
 def forget_clients() -> None:
