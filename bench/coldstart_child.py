@@ -84,15 +84,18 @@ def main() -> None:
         TOKEN_SECRET_ID="secret",
         TABLE_NAME="table",
     )
-    if name == "baseline-ingest" or name == "baseline-consumer":
+    if name.startswith("baseline-"):
         import boto3
         from botocore.stub import Stubber
 
         t_import = time.perf_counter()
-        services = list(CALLS["ingest" if name == "baseline-ingest" else "chats"])
+        services = list(CALLS["ingest" if name.startswith("baseline-ingest") else "chats"])
+        if name.endswith("-all"):
+            services.append("s3")  # every client the function uses, S3 included (made on first use)
         clients = [boto3.client(s, region_name="us-east-1") for s in services]
-        stub = Stubber(clients[1] if name == "baseline-ingest" else clients[0])
-        operation = "put_events" if name == "baseline-ingest" else "put_item"
+        ingest = name.startswith("baseline-ingest")
+        stub = Stubber(clients[1] if ingest else clients[0])
+        operation = "put_events" if ingest else "put_item"
         stub.add_response(
             operation, {"FailedEntryCount": 0, "Entries": []} if operation == "put_events" else {}
         )
