@@ -65,6 +65,22 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
 
 
+@pytest.fixture
+def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The service name of every boto3 client made while the test runs, in order."""
+    import boto3
+
+    made: list[str] = []
+    real_client = boto3.client
+
+    def client(service_name: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(service_name)
+        return real_client(service_name, *args, **kwargs)
+
+    monkeypatch.setattr(boto3, "client", client)
+    return made
+
+
 @pytest.fixture(scope="session")
 def translated_template() -> dict[str, Any]:
     """template.yaml through SAM's translator, once per test session."""

@@ -166,18 +166,10 @@ def test_each_sample_is_accepted_and_reaches_the_bus_as_documented(stack: Ingest
 
 
 def test_handler_wires_the_service_from_the_environment(
-    stack: IngestStack, monkeypatch: pytest.MonkeyPatch
+    stack: IngestStack, monkeypatch: pytest.MonkeyPatch, clients_made: list[str]
 ) -> None:
     for key, value in stack.env().items():
         monkeypatch.setenv(key, value)
-    made: list[str] = []
-    real_client = boto3.client
-
-    def client(service_name: str, *args: Any, **kwargs: Any) -> Any:
-        made.append(service_name)
-        return real_client(service_name, *args, **kwargs)
-
-    monkeypatch.setattr(boto3, "client", client)
     app.service.cache_clear()
     event = json.loads((ROOT / "events" / "apigw" / "chat.create.json").read_text())
     event["pathParameters"]["token"] = TOKEN
@@ -187,7 +179,7 @@ def test_handler_wires_the_service_from_the_environment(
     try:
         response = app.lambda_handler(event, FakeLambdaContext())
         # The common cold start makes no S3 client: only claim checks, spills and quarantine use it.
-        assert sorted(made) == ["events", "secretsmanager"]
+        assert sorted(clients_made) == ["events", "secretsmanager"]
         claim_checked = app.lambda_handler(
             {**event, "body": json.dumps(big), "isBase64Encoded": False}, FakeLambdaContext()
         )
@@ -196,7 +188,7 @@ def test_handler_wires_the_service_from_the_environment(
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["status"] == "accepted"
     assert claim_checked["statusCode"] == 202
-    assert sorted(made) == ["events", "s3", "secretsmanager"]
+    assert sorted(clients_made) == ["events", "s3", "secretsmanager"]
     created, closed = stack.captured()
     assert created["detail-type"] == "chat.create"
     assert closed["detail"]["webhookRef"]["key"] in stack.objects("claim-check/")
