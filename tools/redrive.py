@@ -8,7 +8,10 @@
   function in requestContext.functionArn and the event in requestPayload.
 
 Each object or message is deleted only after its delivery succeeded. Consumers are idempotent, so
-a delivery repeated after a crash between delivery and delete is harmless.
+a delivery repeated after a crash between delivery and delete is harmless. A claim-checked event's
+body is rewritten in place before the event goes out (`shared.claim_check.renew`), so its expiry
+starts again and a second failure and wait cannot outlive it; an event whose body has already
+expired is kept and reported, not delivered.
 
     python -m tools redrive --local            # the running local stack
     python -m tools redrive --stack NAME       # a deployed stack (usual AWS profile and region)
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.bus import BusPublisher
-from shared.claim_check import SPILL_PREFIX
+from shared.claim_check import SPILL_PREFIX, ClaimCheckGoneError, renew
 
 
 class Deliverer(Protocol):
@@ -92,6 +95,11 @@ def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: boo
             if dry_run:
                 report.spilled += 1
                 continue
+            try:
+                renew(s3, json.loads(entry["Detail"]))
+            except ClaimCheckGoneError as exc:
+                report.errors.append(f"s3://{bucket}/{key}: {exc}; kept")
+                continue
             (result,) = publisher.put([entry])
             if not result.published:
                 report.errors.append(f"s3://{bucket}/{key}: the bus refused it ({result.error_code}); kept")
@@ -112,7 +120,7 @@ def _drain(sqs: Any, url: str) -> Any:
 
 
 def redrive_queue(
-    sqs: Any, url: str, deliverer: Deliverer, *, kind: str, dry_run: bool, report: Report
+    sqs: Any, s3: Any, url: str, deliverer: Deliverer, *, kind: str, dry_run: bool, report: Report
 ) -> None:
     """kind: "dlq" (raw events with RULE_ARN/TARGET_ARN) or "on-failure" (Lambda invocation records)."""
     if dry_run:
@@ -133,6 +141,11 @@ def redrive_queue(
             report.errors.append(
                 f"{message['MessageId']}: neither a DLQ event nor an invocation record; kept"
             )
+            continue
+        try:
+            renew(s3, event.get("detail"))
+        except ClaimCheckGoneError as exc:
+            report.errors.append(f"{message['MessageId']}: {exc}; kept")
             continue
         try:
             deliverer.to_function(target, event)
@@ -165,8 +178,8 @@ def redrive(
 ) -> Report:
     report = Report()
     redrive_spill(s3, bucket, BusPublisher(events), dry_run=dry_run, report=report)
-    redrive_queue(sqs, dlq_url, deliverer, kind="dlq", dry_run=dry_run, report=report)
-    redrive_queue(sqs, failed_url, deliverer, kind="on-failure", dry_run=dry_run, report=report)
+    redrive_queue(sqs, s3, dlq_url, deliverer, kind="dlq", dry_run=dry_run, report=report)
+    redrive_queue(sqs, s3, failed_url, deliverer, kind="on-failure", dry_run=dry_run, report=report)
     return report
 
 

@@ -10,6 +10,8 @@ import hashlib
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from shared.envelope import BusDetail, WebhookRef
 from shared.timestamps import ns_to_date
 
@@ -47,6 +49,41 @@ def fetch_body(s3: Any, ref: WebhookRef) -> bytes:
     if len(raw) != ref.size or hashlib.sha256(raw).hexdigest() != ref.sha256:
         raise ClaimCheckMismatchError(f"s3://{ref.bucket}/{ref.key} does not match its reference")
     return raw
+
+
+class ClaimCheckGoneError(LookupError):
+    """The body behind a reference no longer exists (its lifecycle expired it)."""
+
+
+def renew(s3: Any, detail: Any) -> bool:
+    """Restart the expiry clock of a claim-checked body before its event is delivered again.
+
+    The bucket's lifecycle expires claim checks 16 days (or the archive's retention) after they are
+    written, which covers one wait in a dead-letter queue; an event redriven and failed again waits
+    once more, so a redrive rewrites the object in place (same bytes, type and metadata: S3 counts
+    an object's age from its last write). `detail` is the event's detail as a dict; False when the
+    event carries its body inline. Raises ClaimCheckGoneError when the body has already expired.
+    """
+    ref = detail.get("webhookRef") if isinstance(detail, dict) else None
+    if not isinstance(ref, dict):
+        return False
+    bucket, key = ref["bucket"], ref["key"]
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            raise ClaimCheckGoneError(f"s3://{bucket}/{key} has expired") from None
+        raise
+    s3.copy_object(
+        Bucket=bucket,
+        Key=key,
+        CopySource={"Bucket": bucket, "Key": key},
+        MetadataDirective="REPLACE",  # S3 refuses a copy onto itself that changes nothing
+        ContentType=head.get("ContentType", "application/json"),
+        Metadata=head.get("Metadata", {}),
+        ChecksumAlgorithm="SHA256",
+    )
+    return True
 
 
 def resolve_webhook(detail: BusDetail, s3: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ of every webhook through a bus outage and a consumer that fails until its retrie
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,3 +200,63 @@ def test_on_aws_a_dead_letter_is_invoked_asynchronously_on_its_function() -> Non
         )
         LambdaDeliverer(awslambda).to_function(arn, event)
         stub.assert_no_pending_responses()
+
+
+def test_a_claim_checked_body_is_renewed_at_redrive_and_one_already_expired_is_kept(world: World) -> None:
+    # GIVEN a chat.close large enough to travel by claim check, failed by its consumer
+    body = json.loads(sample_bytes("chat.close"))
+    body["data"]["conversation"] *= 150  # about 330 KB: over the 256 KB threshold
+    raw = json.dumps(body).encode()
+    response = world.ingest().handle(HttpRequest(raw.decode(), False, {}, TOKEN))
+    assert response.body["status"] == "accepted"
+    (event,) = world.drain("TranscriptsFunction")
+    ref = event["detail"]["webhookRef"]
+    bucket, key = ref["bucket"], ref["key"]
+    written = world.clients.s3.head_object(Bucket=bucket, Key=key)
+    transcripts = world.deployment.functions["TranscriptsFunction"]
+    # AND a second one whose body the lifecycle has already expired
+    gone = json.loads(json.dumps(event))
+    gone["detail"]["webhookRef"]["key"] = key.replace(".json", "-expired.json")
+    for failed in (event, gone):
+        record = invocation_record({"arn": transcripts.arn}, failed, RuntimeError("boom"), 3)
+        world.clients.sqs.send_message(
+            QueueUrl=world.outputs["FailedEventsQueueUrl"], MessageBody=json.dumps(record)
+        )
+    time.sleep(1.1)  # S3 reports ages to the second
+    # WHEN the operator redrives
+    report = world.redrive()
+    # THEN the first goes back to its function with its body rewritten in place: same bytes, type
+    # and metadata, written now, so its expiry starts again
+    assert report.failed_invocations == 1
+    (redelivered,) = world.drain("TranscriptsFunction")
+    assert redelivered == event
+    renewed = world.clients.s3.head_object(Bucket=bucket, Key=key)
+    assert renewed["LastModified"] > written["LastModified"]
+    assert world.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == raw
+    assert (renewed["ContentType"], renewed["Metadata"]) == (written["ContentType"], written["Metadata"])
+    # AND the one whose body is gone is kept and said, not delivered to fail again
+    (error,) = report.errors
+    assert "has expired; kept" in error
+
+
+def test_a_spilled_claim_checked_event_is_renewed_or_kept_when_its_body_expired(world: World) -> None:
+    body = json.loads(sample_bytes("chat.close"))
+    body["data"]["conversation"] *= 150  # claim-checked
+    dead_bus = boto3.client("events", endpoint_url="http://127.0.0.1:9", config=DEAD)
+    for _ in range(2):
+        response = world.ingest(dead_bus).handle(HttpRequest(json.dumps(body), False, {}, TOKEN))
+        assert response.body["status"] == "spilled"
+    bucket = world.outputs["DataBucketName"]
+    listing = world.clients.s3.list_objects_v2(Bucket=bucket, Prefix="claim-check/")["Contents"]
+    kept, expired = sorted(o["Key"] for o in listing)
+    world.clients.s3.delete_object(Bucket=bucket, Key=expired)  # as the lifecycle would
+    written = world.clients.s3.head_object(Bucket=bucket, Key=kept)["LastModified"]
+    time.sleep(1.1)  # S3 reports ages to the second
+    report = world.redrive()
+    assert report.spilled == 1
+    (error,) = report.errors
+    assert expired in error
+    assert len(world.spilled()) == 1  # the one without a body stays, for the operator to see
+    (delivered,) = world.drain("TranscriptsFunction")
+    assert delivered["detail"]["webhookRef"]["key"] == kept
+    assert world.clients.s3.head_object(Bucket=bucket, Key=kept)["LastModified"] > written
