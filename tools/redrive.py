@@ -11,7 +11,8 @@ Each object or message is deleted only after its delivery succeeded. Consumers a
 a delivery repeated after a crash between delivery and delete is harmless. A claim-checked event's
 body is rewritten in place before the event goes out (`shared.claim_check.renew`), so its expiry
 starts again and a second failure and wait cannot outlive it; an event whose body has already
-expired is kept and reported, not delivered.
+expired is kept and reported, not delivered (a spilled one carries a copy of its body and has it put
+back).
 
     python -m tools redrive --local            # the running local stack
     python -m tools redrive --stack NAME       # a deployed stack (usual AWS profile and region)
@@ -21,12 +22,14 @@ expired is kept and reported, not delivered.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.bus import BusPublisher
-from shared.claim_check import SPILL_PREFIX, ClaimCheckGoneError, renew
+from shared.claim_check import SPILL_PREFIX, ClaimCheckGoneError, check_in, renew
 
 
 class Deliverer(Protocol):
@@ -91,21 +94,35 @@ def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: boo
     for page in paginator.paginate(Bucket=bucket, Prefix=SPILL_PREFIX):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            entry = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())["entry"]
+            spilled = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            entry = spilled["entry"]
             if dry_run:
                 report.spilled += 1
                 continue
+            detail = json.loads(entry["Detail"])
             try:
-                renew(s3, json.loads(entry["Detail"]))
+                renew(s3, detail)
             except ClaimCheckGoneError as exc:
-                report.errors.append(f"s3://{bucket}/{key}: {exc}; kept")
-                continue
+                if "claimCheckedBody" not in spilled or not _check_in_again(s3, detail, spilled):
+                    report.errors.append(f"s3://{bucket}/{key}: {exc}; kept")
+                    continue
             (result,) = publisher.put([entry])
             if not result.published:
                 report.errors.append(f"s3://{bucket}/{key}: the bus refused it ({result.error_code}); kept")
                 continue
             s3.delete_object(Bucket=bucket, Key=key)
             report.spilled += 1
+
+
+def _check_in_again(s3: Any, detail: dict[str, Any], spilled: dict[str, Any]) -> bool:
+    """Put an expired claim-checked body back from the copy its spill object carries; False if the
+    copy is not the body the event refers to."""
+    ref = detail["webhookRef"]
+    raw = base64.b64decode(spilled["claimCheckedBody"])
+    if len(raw) != ref["size"] or hashlib.sha256(raw).hexdigest() != ref["sha256"]:
+        return False
+    check_in(s3, ref["bucket"], ref["key"], raw)
+    return True
 
 
 def _drain(sqs: Any, url: str) -> Any:

@@ -148,7 +148,7 @@ class IngestService:
             "Detail": detail.decode("utf-8"),
             "EventBusName": self._settings.event_bus_name,
         }
-        outcome = self._publish(entry, metadata, raw, received_ns)
+        outcome = self._publish(entry, metadata, raw, received_ns, claim_checked=claim_checked)
         metrics.add_metric(name="WebhookBytes", unit=MetricUnit.Bytes, value=len(raw))
         if claim_checked:
             metrics.add_metric(name="WebhooksClaimChecked", unit=MetricUnit.Count, value=1)
@@ -178,13 +178,21 @@ class IngestService:
             raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
         return _serialise({"metadata": metadata, "webhookRef": ref.model_dump()}), True
 
-    def _publish(self, entry: dict[str, Any], metadata: dict[str, Any], raw: bytes, received_ns: int) -> str:
+    def _publish(
+        self,
+        entry: dict[str, Any],
+        metadata: dict[str, Any],
+        raw: bytes,
+        received_ns: int,
+        *,
+        claim_checked: bool = False,
+    ) -> str:
         delivery_id = metadata["deliveryId"]
         try:
             (result,) = self._publisher.put([entry])
         except BusUnavailableError as exc:
             logger.warning("event bus unavailable", delivery_id=delivery_id, error=str(exc))
-            return self._spill(entry, metadata, received_ns)
+            return self._spill(entry, metadata, received_ns, raw if claim_checked else None)
         finally:
             if self._publisher.retries:
                 metrics.add_metric(
@@ -195,19 +203,27 @@ class IngestService:
             return "accepted"
         if result.transient:
             logger.warning("event bus kept failing", delivery_id=delivery_id, error=result.error_code)
-            return self._spill(entry, metadata, received_ns)
+            return self._spill(entry, metadata, received_ns, raw if claim_checked else None)
         # The bus refused the entry for good (MalformedDetail, AccessDenied...): retrying cannot help.
         logger.error("event bus rejected the event", delivery_id=delivery_id, error=result.error_code)
         self._quarantine(raw, delivery_id, received_ns, reason=f"bus_rejected:{result.error_code}")
         return "quarantined"
 
-    def _spill(self, entry: dict[str, Any], metadata: dict[str, Any], received_ns: int) -> str:
+    def _spill(
+        self, entry: dict[str, Any], metadata: dict[str, Any], received_ns: int, body: bytes | None
+    ) -> str:
+        """Keep the entry for a redrive. Spill objects never expire but claim checks do, so a
+        claim-checked body travels in the spill object too (base64: the exact bytes) and redrive
+        can put it back if it expired before the bus came back."""
         key = object_key(SPILL_PREFIX, received_ns, metadata["deliveryId"])
+        spilled: dict[str, Any] = {"entry": entry, "deliveryId": metadata["deliveryId"]}
+        if body is not None:
+            spilled["claimCheckedBody"] = base64.b64encode(body).decode("ascii")
         try:
             self._s3.put_object(
                 Bucket=self._settings.bucket_name,
                 Key=key,
-                Body=_serialise({"entry": entry, "deliveryId": metadata["deliveryId"]}),
+                Body=_serialise(spilled),
                 ContentType="application/json",
                 ChecksumAlgorithm="SHA256",
             )

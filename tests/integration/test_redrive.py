@@ -4,6 +4,7 @@ of every webhook through a bus outage and a consumer that fails until its retrie
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -239,24 +240,44 @@ def test_a_claim_checked_body_is_renewed_at_redrive_and_one_already_expired_is_k
     assert "has expired; kept" in error
 
 
-def test_a_spilled_claim_checked_event_is_renewed_or_kept_when_its_body_expired(world: World) -> None:
+def test_a_spilled_claim_checked_event_gets_its_body_back_from_the_spill_copy(world: World) -> None:
+    """Spill objects never expire but claim checks do: the spill carries the body, and redrive puts it
+    back if the bus stayed down longer than the body's lifecycle. A spill written without the copy
+    (as before it was kept) is kept and reported when its body is gone."""
     body = json.loads(sample_bytes("chat.close"))
     body["data"]["conversation"] *= 150  # claim-checked
+    raws = [json.dumps({**body, "requestId": f"r-{i}"}).encode() for i in range(3)]
     dead_bus = boto3.client("events", endpoint_url="http://127.0.0.1:9", config=DEAD)
-    for _ in range(2):
-        response = world.ingest(dead_bus).handle(HttpRequest(json.dumps(body), False, {}, TOKEN))
+    for raw in raws:
+        response = world.ingest(dead_bus).handle(HttpRequest(raw.decode(), False, {}, TOKEN))
         assert response.body["status"] == "spilled"
-    bucket = world.outputs["DataBucketName"]
-    listing = world.clients.s3.list_objects_v2(Bucket=bucket, Prefix="claim-check/")["Contents"]
-    kept, expired = sorted(o["Key"] for o in listing)
-    world.clients.s3.delete_object(Bucket=bucket, Key=expired)  # as the lifecycle would
-    written = world.clients.s3.head_object(Bucket=bucket, Key=kept)["LastModified"]
+    s3, bucket = world.clients.s3, world.outputs["DataBucketName"]
+
+    def spill_of(raw: bytes) -> tuple[str, dict[str, Any]]:
+        for key in world.spilled():
+            spilled = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            if base64.b64decode(spilled["claimCheckedBody"]) == raw:
+                return key, spilled
+        raise AssertionError("no spill holds this body")
+
+    (_, kept), (_, expired), (old_key, old) = (spill_of(raw) for raw in raws)
+    ref = {
+        name: json.loads(spilled["entry"]["Detail"])["webhookRef"]["key"]
+        for name, spilled in (("kept", kept), ("expired", expired), ("old", old))
+    }
+    s3.delete_object(Bucket=bucket, Key=ref["expired"])  # as the lifecycle would
+    s3.delete_object(Bucket=bucket, Key=ref["old"])
+    del old["claimCheckedBody"]
+    s3.put_object(Bucket=bucket, Key=old_key, Body=json.dumps(old).encode())
+    written = s3.head_object(Bucket=bucket, Key=ref["kept"])["LastModified"]
     time.sleep(1.1)  # S3 reports ages to the second
     report = world.redrive()
-    assert report.spilled == 1
+    assert report.spilled == 2
     (error,) = report.errors
-    assert expired in error
-    assert len(world.spilled()) == 1  # the one without a body stays, for the operator to see
-    (delivered,) = world.drain("TranscriptsFunction")
-    assert delivered["detail"]["webhookRef"]["key"] == kept
-    assert world.clients.s3.head_object(Bucket=bucket, Key=kept)["LastModified"] > written
+    assert old_key in error
+    assert "has expired; kept" in error
+    assert world.spilled() == [old_key]
+    delivered = {e["detail"]["webhookRef"]["key"] for e in world.drain("TranscriptsFunction")}
+    assert delivered == {ref["kept"], ref["expired"]}
+    assert s3.get_object(Bucket=bucket, Key=ref["expired"])["Body"].read() == raws[1]  # put back exactly
+    assert s3.head_object(Bucket=bucket, Key=ref["kept"])["LastModified"] > written  # renewed
