@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.bus import BusPublisher
-from shared.claim_check import SPILL_PREFIX, ClaimCheckGoneError, check_in, renew
+from shared.claim_check import (
+    SPILL_PREFIX,
+    SPILLED_BODY_FIELD,
+    ClaimCheckGoneError,
+    check_in_again,
+    renew,
+)
 
 
 class Deliverer(Protocol):
@@ -103,7 +108,8 @@ def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: boo
             try:
                 renew(s3, detail)
             except ClaimCheckGoneError as exc:
-                if "claimCheckedBody" not in spilled or not _check_in_again(s3, detail, spilled):
+                copy = spilled.get(SPILLED_BODY_FIELD)
+                if copy is None or not check_in_again(s3, detail["webhookRef"], base64.b64decode(copy)):
                     report.errors.append(f"s3://{bucket}/{key}: {exc}; kept")
                     continue
             (result,) = publisher.put([entry])
@@ -112,17 +118,6 @@ def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: boo
                 continue
             s3.delete_object(Bucket=bucket, Key=key)
             report.spilled += 1
-
-
-def _check_in_again(s3: Any, detail: dict[str, Any], spilled: dict[str, Any]) -> bool:
-    """Put an expired claim-checked body back from the copy its spill object carries; False if the
-    copy is not the body the event refers to."""
-    ref = detail["webhookRef"]
-    raw = base64.b64decode(spilled["claimCheckedBody"])
-    if len(raw) != ref["size"] or hashlib.sha256(raw).hexdigest() != ref["sha256"]:
-        return False
-    check_in(s3, ref["bucket"], ref["key"], raw)
-    return True
 
 
 def _drain(sqs: Any, url: str) -> Any:

@@ -22,7 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token
 from ingest.request import HttpError, decode_body, parse_json
 from shared.bus import BusPublisher, BusUnavailableError
-from shared.claim_check import CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX, SPILL_PREFIX, check_in, object_key
+from shared.claim_check import (
+    CLAIM_CHECK_PREFIX,
+    QUARANTINE_PREFIX,
+    SPILL_PREFIX,
+    SPILLED_BODY_FIELD,
+    check_in,
+    object_key,
+)
 from shared.envelope import build_metadata
 from shared.errors import FieldProblem, WebhookInvalidError
 from shared.models import Webhook, parse_webhook
@@ -218,7 +225,7 @@ class IngestService:
         key = object_key(SPILL_PREFIX, received_ns, metadata["deliveryId"])
         spilled: dict[str, Any] = {"entry": entry, "deliveryId": metadata["deliveryId"]}
         if body is not None:
-            spilled["claimCheckedBody"] = base64.b64encode(body).decode("ascii")
+            spilled[SPILLED_BODY_FIELD] = base64.b64encode(body).decode("ascii")
         try:
             self._s3.put_object(
                 Bucket=self._settings.bucket_name,

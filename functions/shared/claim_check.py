@@ -19,6 +19,9 @@ CLAIM_CHECK_PREFIX = "claim-check/"
 SPILL_PREFIX = "spill/"
 QUARANTINE_PREFIX = "quarantine/"
 TRANSCRIPTS_PREFIX = "transcripts/"
+CONTENT_TYPE = "application/json"
+# The field of a spill object that carries a claim-checked body (base64), for redrive to put back.
+SPILLED_BODY_FIELD = "claimCheckedBody"
 
 
 class ClaimCheckMismatchError(Exception):
@@ -37,16 +40,20 @@ def check_in(s3: Any, bucket: str, key: str, raw: bytes) -> WebhookRef:
         Bucket=bucket,
         Key=key,
         Body=raw,
-        ContentType="application/json",
+        ContentType=CONTENT_TYPE,
         ChecksumAlgorithm="SHA256",
     )
     return WebhookRef(bucket=bucket, key=key, size=len(raw), sha256=digest)
 
 
+def _matches(raw: bytes, size: int, sha256: str) -> bool:
+    return len(raw) == size and hashlib.sha256(raw).hexdigest() == sha256
+
+
 def fetch_body(s3: Any, ref: WebhookRef) -> bytes:
     """The exact bytes behind a reference, verified."""
     raw: bytes = s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
-    if len(raw) != ref.size or hashlib.sha256(raw).hexdigest() != ref.sha256:
+    if not _matches(raw, ref.size, ref.sha256):
         raise ClaimCheckMismatchError(f"s3://{ref.bucket}/{ref.key} does not match its reference")
     return raw
 
@@ -69,20 +76,28 @@ def renew(s3: Any, detail: Any) -> bool:
         return False
     bucket, key = ref["bucket"], ref["key"]
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key},
+            # S3 refuses a copy onto itself that changes nothing; check_in set this type, no metadata.
+            MetadataDirective="REPLACE",
+            ContentType=CONTENT_TYPE,
+            ChecksumAlgorithm="SHA256",
+        )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             raise ClaimCheckGoneError(f"s3://{bucket}/{key} has expired") from None
         raise
-    s3.copy_object(
-        Bucket=bucket,
-        Key=key,
-        CopySource={"Bucket": bucket, "Key": key},
-        MetadataDirective="REPLACE",  # S3 refuses a copy onto itself that changes nothing
-        ContentType=head.get("ContentType", "application/json"),
-        Metadata=head.get("Metadata", {}),
-        ChecksumAlgorithm="SHA256",
-    )
+    return True
+
+
+def check_in_again(s3: Any, ref: dict[str, Any], raw: bytes) -> bool:
+    """Put an expired claim-checked body back from a copy (a spill object's); False, and nothing
+    written, if the copy is not the body the reference names."""
+    if not _matches(raw, ref["size"], ref["sha256"]):
+        return False
+    check_in(s3, ref["bucket"], ref["key"], raw)
     return True
 
 
