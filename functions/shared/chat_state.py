@@ -21,6 +21,8 @@ from shared.envelope import Metadata
 GROUPS = ("status", "user", "session", "chat", "close")
 # Fields of the status group wherever they appear (chat.create, chat.update, chat.status.change).
 STATUS_FIELDS = ("status", "type", "handled_by", "supervised")
+# The stored form of the state (to_json); from_json reads this one and the first.
+STATE_FORMAT = 2
 
 
 def version_of(metadata: Metadata, ns: int | None = None) -> str:
@@ -63,19 +65,37 @@ class ChatState:
     def values(self, group: str) -> dict[str, Any]:
         return {name: register[1] for name, register in sorted(self.groups.get(group, {}).items())}
 
+    def versions(self) -> list[str]:
+        """Every version some field still holds, oldest first."""
+        return sorted({v for registers in self.groups.values() for v, _ in registers.values()})
+
     def latest_ns(self) -> int:
         """The newest version's instant: the chat's last activity."""
-        versions = [v for registers in self.groups.values() for v, _ in registers.values()]
-        return int(max(versions).split("#", 1)[0]) if versions else 0
+        versions = self.versions()
+        return int(versions[-1].split("#", 1)[0]) if versions else 0
 
     def earliest_ns(self) -> int:
-        versions = [v for registers in self.groups.values() for v, _ in registers.values()]
-        return int(min(versions).split("#", 1)[0]) if versions else 0
+        """The oldest version's instant: when the chat was first seen."""
+        versions = self.versions()
+        return int(versions[0].split("#", 1)[0]) if versions else 0
 
     def to_json(self) -> str:
-        document = {
-            g: {n: list(r) for n, r in sorted(regs.items())} for g, regs in sorted(self.groups.items())
-        }
+        """The stored form: the values as one readable document, and beside them which version
+        wrote each field, as an index into the list of versions (per field, in name order; one
+        index for a group whose fields one version wrote). One webhook writes many fields, so a
+        version is stored once, not once per field: half the item, half its write units."""
+        versions = self.versions()
+        index = {version: i for i, version in enumerate(versions)}
+        values: dict[str, dict[str, Any]] = {}
+        written: dict[str, int | list[int]] = {}
+        for group, registers in sorted(self.groups.items()):
+            if registers:
+                names = sorted(registers)
+                values[group] = {name: registers[name][1] for name in names}
+                indexes = [index[registers[name][0]] for name in names]
+                # A group one webhook wrote whole (the common case) names its version once.
+                written[group] = indexes[0] if len(set(indexes)) == 1 else indexes
+        document = {"format": STATE_FORMAT, "versions": versions, "values": values, "written": written}
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -83,7 +103,18 @@ class ChatState:
         if not text:
             return cls()
         document = json.loads(text)
-        return cls({g: {n: (r[0], r[1]) for n, r in regs.items()} for g, regs in document.items()})
+        if "versions" not in document:  # the first format: group -> field -> [version, value]
+            return cls({g: {n: (r[0], r[1]) for n, r in regs.items()} for g, regs in document.items()})
+        versions = document["versions"]
+        groups: dict[str, dict[str, tuple[str, Any]]] = {}
+        for group, values in document["values"].items():
+            names = sorted(values)
+            written = document["written"][group]
+            indexes = [written] * len(names) if isinstance(written, int) else written
+            groups[group] = {
+                name: (versions[i], values[name]) for name, i in zip(names, indexes, strict=True)
+            }
+        return cls(groups)
 
 
 def _without(data: Mapping[str, Any], *names: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Key design, per chat partition `CHAT#<chatId>`:
 - `CHAT`                         the chat's state (last-writer-wins registers, shared.chat_state)
 - `MSG#<20-digit ns>#<key>`      one item per message, in time order
 - `RUN#<20-digit ns>#<hash>`     one item per scenario run
-GSI1 (`BOT#<botId>`, `<20-digit ns>#<chatId>`) lists a bot's chats by last activity.
+GSI1 (`BOT#<botId>`, `<20-digit ns first seen>`) lists a bot's chats by start.
 
 Open-ended parts of a payload (message values, chat fields) are stored as JSON strings, so that
 DynamoDB's limits on nesting (32 levels) and numbers never make an event fail forever; a JSON part
@@ -177,7 +177,11 @@ class Store:
         return WriteResult(written="messageId" not in response.get("Attributes", {}))
 
     def message_keys(self, chat_id: str) -> set[str]:
-        """Sort keys of the messages already stored for a chat (one Query, keys only)."""
+        """Sort keys of the messages already stored for a chat (one Query, keys only).
+
+        Eventually consistent, at half the read units (billed by whole items, not the keys
+        returned): a message written a moment ago and not seen here is written again by the
+        caller, which put_message makes a no-op (every attribute if_not_exists; written=False)."""
         keys: set[str] = set()
         paginator = self._ddb.get_paginator("query")
         for page in paginator.paginate(
@@ -185,7 +189,7 @@ class Store:
             KeyConditionExpression="pk = :pk AND begins_with(sk, :msg)",
             ExpressionAttributeValues={":pk": _s(chat_pk(chat_id)), ":msg": _s("MSG#")},
             ProjectionExpression="sk",
-            ConsistentRead=True,
+            ConsistentRead=False,
         ):
             keys.update(item["sk"]["S"] for item in page["Items"])
         return keys
@@ -245,7 +249,7 @@ class Store:
 
     def _write_chat(self, bot_id: str, chat_id: str, state: ChatState, rev: int | None) -> bool:
         pk = chat_pk(chat_id)
-        latest = state.latest_ns()
+        first = state.earliest_ns()
         item: dict[str, Any] = {
             "pk": _s(pk),
             "sk": _s("CHAT"),
@@ -254,9 +258,13 @@ class Store:
             "chatId": _s(chat_id),
             "rev": _n((rev or 0) + 1),
             "gsi1pk": _s(f"BOT#{bot_id}"),
-            "gsi1sk": _s(f"{latest:020d}#{chat_id}"),
-            "lastActivityAt": _s(ns_to_iso(latest)),
-            "firstSeenAt": _s(ns_to_iso(state.earliest_ns())),
+            # Keyed by start, which (unlike the last activity) no later event moves: an index
+            # entry whose key moves costs a delete and a put on every chat event. The chat id is
+            # not repeated here (it is projected): the key need not be unique, and every byte of
+            # the item is paid for on every write.
+            "gsi1sk": _s(f"{first:020d}"),
+            "lastActivityAt": _s(ns_to_iso(state.latest_ns())),
+            "firstSeenAt": _s(ns_to_iso(first)),
             **self._projection(state),
             **self._ttl(),
         }

@@ -249,7 +249,7 @@ EXPECTED_CHAT = {
     "handledBy": "agent",
     "chatType": "close_chat",
     "gsi1pk": f"BOT#{BOT}",
-    "gsi1sk": f"01672531207000000000#{CHAT}",
+    "gsi1sk": "01672531200000000000",  # by start: chat.create (0:00)
     "lastActivityAt": "2023-01-01T00:00:07.000000Z",
     "firstSeenAt": "2023-01-01T00:00:00.000000Z",
 }
@@ -266,8 +266,8 @@ def chat_item(env: Env) -> dict[str, Any]:
 
 
 def state_values(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    state = json.loads(item["state"])
-    return {group: {name: reg[1] for name, reg in regs.items()} for group, regs in state.items()}
+    values: dict[str, dict[str, Any]] = json.loads(item["state"])["values"]
+    return values
 
 
 def test_chat_state_in_order_matches_the_hand_written_chat(env: Env) -> None:
@@ -286,6 +286,90 @@ def test_chat_state_in_order_matches_the_hand_written_chat(env: Env) -> None:
     assert values["session"]["os"] == "Windows"
     assert values["session"]["current_host"] == "shop.example.com"
     assert values["chat"]["language"] == "sv"
+
+
+def test_the_stored_state_names_each_version_once_and_which_fields_it_wrote(env: Env) -> None:
+    for topic in CHAT_TOPICS:
+        deliver(env, topic)
+    state = json.loads(chat_item(env)["state"])
+    assert state["format"] == 2
+    # One version per webhook that still holds a field, oldest first: <20-digit ns>#<16 hex of sha256>.
+    versions = state["versions"]
+    assert versions == sorted(set(versions))
+    assert [v.split("#")[0] for v in versions] == [
+        "01672531200000000000",  # chat.create: user.last_name, chat fields it alone sent
+        "01672531201000000000",  # chat.data.update
+        "01672531202000000000",  # chat.user.update: user.first_name
+        "01672531207000000000",  # chat.update
+    ]  # chat.status.change (0:06) wrote only status fields, all overwritten by chat.update (0:07)
+    # A group one webhook wrote whole names that version once; otherwise one index per field, in
+    # name order.
+    assert state["written"]["chat"] == 3
+    assert state["written"]["session"] == 1
+    assert isinstance(state["written"]["user"], list)
+    by_field = {}
+    for group, values in state["values"].items():
+        assert list(values) == sorted(values)
+        written = state["written"][group]
+        indexes = [written] * len(values) if isinstance(written, int) else written
+        assert len(indexes) == len(values)
+        by_field.update({(group, name): versions[i] for name, i in zip(values, indexes, strict=True)})
+    assert by_field["user", "last_name"].startswith("01672531200000000000#")
+    assert by_field["user", "first_name"].startswith("01672531202000000000#")
+    assert by_field["status", "status"].startswith("01672531207000000000#")
+    assert by_field["session", "os"].startswith("01672531201000000000#")
+
+
+def test_a_chat_stored_in_the_first_format_is_read_and_merged(env: Env) -> None:
+    """Items written before the versions were listed once keep working: the next event rewrites them."""
+    deliver(env, "chat.create")
+    item = chat_item(env)
+    current = json.loads(item["state"])
+    (version,) = current["versions"]  # chat.create wrote every field
+    first_format = {
+        group: {name: [version, value] for name, value in values.items()}
+        for group, values in current["values"].items()
+    }
+    env.ddb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": PK}, "sk": {"S": "CHAT"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": {"S": json.dumps(first_format)}},
+    )
+    for topic in CHAT_TOPICS[1:]:
+        deliver(env, topic)
+    migrated = chat_item(env)
+    env.reset()
+    for topic in CHAT_TOPICS:
+        deliver(env, topic)
+    assert migrated == chat_item(env)
+
+
+def test_a_bots_chats_by_start_newest_first(env: Env) -> None:
+    later = bridge_event("chat.create")
+    later["detail"]["metadata"] = {
+        **later["detail"]["metadata"],
+        "chatId": "later-chat",
+        "occurredAtNs": str(int(later["detail"]["metadata"]["occurredAtNs"]) + 60 * 10**9),
+    }
+    for topic in CHAT_TOPICS:
+        deliver(env, topic)
+    apply_chat_event(BusDetail.model_validate(later["detail"]), env.store(), env.s3)
+    response = env.ddb.query(
+        TableName=TABLE,
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :bot",
+        ExpressionAttributeValues={":bot": {"S": f"BOT#{BOT}"}},
+        ScanIndexForward=False,
+    )
+    listed = [(i["chatId"]["S"], i["firstSeenAt"]["S"], i["status"]["S"]) for i in response["Items"]]
+    # The first chat had four later events; its place in the list is still its start.
+    assert listed == [
+        ("later-chat", "2023-01-01T00:01:00.000000Z", "ongoing"),
+        (CHAT, "2023-01-01T00:00:00.000000Z", "ongoing"),
+    ]
+    assert all("lastActivityAt" not in i for i in response["Items"])  # read the chat item for it
 
 
 def _final_items(env: Env, order: list[str]) -> list[dict[str, Any]]:
