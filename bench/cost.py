@@ -2,7 +2,7 @@
 
     python bench/cost.py        (make bench runs it after the timings)
 
-Inputs: the template's memory and architecture (arm64), the write units measured by
+Inputs: the template's memory and architecture (arm64), the write and read units measured by
 bench/consumers.py (docs/data-model.md's counts where a topic was not measured), the ingest handler's
 and the consumers' measured time per event (bench/results/latest.json, when present),
 and the prices in bench/prices-2026-11-27.json. AWS-side latency that a local run cannot measure
@@ -32,8 +32,8 @@ MIX = {
     "chat.scenario.run": 0.05,
     "chat.close": 0.05,
 }
-# chat.close: a transcript of 100 messages, of which this many never arrived as message webhooks
-# (each costs the close one write).
+# chat.close: how many of its transcript's messages never arrived as message webhooks (each costs
+# the close one write).
 MISSING_AT_CLOSE = 5
 # DynamoDB write units per webhook, index included, where bench/consumers.py has not measured them
 # (docs/data-model.md): chat.close is the missing messages, the chat item (2-3 KB) and its index entry.
