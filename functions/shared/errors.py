@@ -36,6 +36,11 @@ _PYDANTIC_CODES = {
     "literal_error": "wrong_value",
 }
 _TYPE_SUFFIX = "_type"
+# Union members that only speed up a check a later member (labelled FULL_CHECK) makes in full: when
+# every member fails, the fast ones' errors would repeat the full check's and are left out, and the
+# full check's label is dropped from its paths, so the errors are those of the full check alone.
+FAST_PATH = "fast-path"
+FULL_CHECK = "full-check"
 
 
 def format_path(loc: Sequence[int | str]) -> str:
@@ -53,9 +58,14 @@ def from_pydantic_errors(errors: Sequence[Any]) -> WebhookInvalidError:
     """Build our error from pydantic's `errors(include_input=False, include_url=False)` list."""
     problems = []
     for error in errors:
+        loc = error["loc"]
+        if FAST_PATH in loc:
+            continue
+        if FULL_CHECK in loc:
+            loc = tuple(part for part in loc if part != FULL_CHECK)
         kind = str(error["type"])
         code = _PYDANTIC_CODES.get(kind) or ("wrong_type" if kind.endswith(_TYPE_SUFFIX) else "invalid_value")
-        problems.append(FieldProblem(code=code, field=format_path(error["loc"]), message=str(error["msg"])))
+        problems.append(FieldProblem(code=code, field=format_path(loc), message=str(error["msg"])))
     first = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return WebhookInvalidError(

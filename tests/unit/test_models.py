@@ -279,3 +279,70 @@ def test_what_the_instant_shortcut_accepts_is_an_instant(text: str) -> None:
     """Message timestamps in the plain form skip the exact parse when validated: every such text
     must be one to_ns accepts."""
     assert to_ns(text) >= 0
+
+
+def _instant_outcome(value: Any) -> tuple[bool, list[tuple[str, str, str]]]:
+    """(accepted, problems) for `value` as a message timestamp, in a message webhook and in a
+    transcript (the same type is checked in both)."""
+    outcomes = []
+    for topic, path in (
+        ("chat.user.message", ["data", "timestamp"]),
+        ("chat.close", ["data", "conversation", 2, "timestamp"]),
+    ):
+        try:
+            parse_webhook(_with(topic, path, value))
+            outcomes.append((True, []))
+        except WebhookInvalidError as error:
+            outcomes.append(
+                (False, [(p.code, p.field.rsplit(".", 1)[-1], p.message) for p in error.problems])
+            )
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
+def _full_check(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return False
+    try:
+        to_ns(value)
+    except ValueError:
+        return False
+    return True
+
+
+INSTANT_LIKE = (
+    st.from_regex(PLAIN_INSTANT, fullmatch=True)
+    | st.from_regex(r"\s*-?[0-9\u0660-\u0669]{1,16}(\.[0-9]{0,12})?([eE][+-]?[0-9]{1,3})?\s*", fullmatch=True)
+    | st.text(max_size=30)
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@given(INSTANT_LIKE)
+def test_an_instant_is_accepted_exactly_when_the_full_check_accepts_it(value: Any) -> None:
+    """Plain instants are accepted inside pydantic-core (a pattern, a bounded integer) without the
+    full check; that shortcut must accept nothing the full check refuses and refuse nothing it
+    accepts, and a refusal reads as the full check's alone (no error of the shortcut)."""
+    accepted, problems = _instant_outcome(value)
+    assert accepted == _full_check(value)
+    if not accepted:
+        assert problems
+        assert all(field in ("timestamp", "str", "int", "float") for _, field, _ in problems)
+        assert not any("pattern" in message or "greater than" in message for _, _, message in problems)
+
+
+def test_a_refused_instant_reports_one_problem_in_the_full_checks_words() -> None:
+    assert _instant_outcome("yesterday") == (
+        False,
+        [("invalid_value", "timestamp", "Value error, an instant string must hold a decimal number")],
+    )
+    accepted, problems = _instant_outcome(["1672531205397"])
+    assert not accepted
+    assert [(code, field) for code, field, _ in problems] == [
+        ("wrong_type", "str"),
+        ("wrong_type", "int"),
+        ("wrong_type", "float"),
+    ]
