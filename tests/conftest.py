@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -79,6 +80,20 @@ def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(boto3, "client", client)
     return made
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """What the functions' Powertools logger writes during the test. Its handler keeps the stream
+    it was made with (pytest's, at import), so capsys never sees these lines."""
+    from shared.observability import logger
+
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        logger.registered_handler.setStream(previous)
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,7 @@ def apply_chat_event(detail: BusDetail, store: Store, s3: Any) -> bool:
         return False
     update = update_from_webhook(metadata.topic, resolve_webhook(detail, s3), metadata)
     result = store.apply_chat_update(bot_id=metadata.botId, chat_id=metadata.chatId, update=update)
-    metrics.add_metric(
-        name="ChatUpdatesApplied" if result.written else "ChatUpdatesSuperseded",
-        unit=MetricUnit.Count,
-        value=1,
-    )
+    if not result.written:  # older or repeated: delivery order and duplicates, not volume
+        metrics.add_metric(name="ChatUpdatesSuperseded", unit=MetricUnit.Count, value=1)
     logger.info("chat event stored", topic=metadata.topic, chat_id=metadata.chatId, changed=result.written)
     return result.written

@@ -11,7 +11,6 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -70,8 +69,13 @@ def to_api_gateway(response: HttpResponse) -> dict[str, Any]:
     }
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return to_api_gateway(service().handle(to_request(event)))
+    request = to_request(event)
+    # Log lines correlate by API Gateway's request id (`requestContext.requestId`, Powertools'
+    # API_GATEWAY_HTTP path), read here: a correlation_id_path is a JMESPath search on every
+    # invocation, a tenth of a warm one (bench/run.py).
+    logger.set_correlation_id(request.request_id)
+    return to_api_gateway(service().handle(request))

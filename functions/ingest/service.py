@@ -156,7 +156,6 @@ class IngestService:
             "EventBusName": self._settings.event_bus_name,
         }
         outcome = self._publish(entry, metadata, raw, received_ns, claim_checked=claim_checked)
-        metrics.add_metric(name="WebhookBytes", unit=MetricUnit.Bytes, value=len(raw))
         if claim_checked:
             metrics.add_metric(name="WebhooksClaimChecked", unit=MetricUnit.Count, value=1)
         logger.info(

@@ -28,8 +28,7 @@ def store_message(detail: BusDetail, store: Store, s3: Any) -> bool:
         message=data.model_dump(mode="json", exclude_unset=True),
         source=metadata.topic,
     )
-    metrics.add_metric(
-        name="MessagesStored" if result.written else "MessagesDuplicate", unit=MetricUnit.Count, value=1
-    )
+    if not result.written:  # a redelivery, or chat.message and chat.<sender>.message both subscribed
+        metrics.add_metric(name="MessagesDuplicate", unit=MetricUnit.Count, value=1)
     logger.info("message stored", topic=metadata.topic, chat_id=data.chatId, duplicate=not result.written)
     return result.written

@@ -25,10 +25,7 @@ def store_scenario_run(detail: BusDetail, store: Store, s3: Any) -> bool:
         identity=identity,
         scenario=scenario.model_dump(mode="json", exclude_unset=True),
     )
-    metrics.add_metric(
-        name="ScenarioRunsStored" if result.written else "ScenarioRunsDuplicate",
-        unit=MetricUnit.Count,
-        value=1,
-    )
+    if not result.written:
+        metrics.add_metric(name="ScenarioRunsDuplicate", unit=MetricUnit.Count, value=1)
     logger.info("scenario run stored", chat_id=webhook.chat_id, duplicate=not result.written)
     return result.written

@@ -9,11 +9,17 @@
   disabled, about a quarter of a cold start (bench/run.py). Handlers use capture_response=False and
   POWERTOOLS_TRACER_CAPTURE_ERROR=false keeps payloads out of traces.
 - metrics: POWERTOOLS_METRICS_NAMESPACE (set once in template.yaml Globals), dimension `service`.
+  Only what AWS's own metrics cannot show is counted: refusals, spills, claim checks, duplicates,
+  superseded updates, messages filled in from transcripts. Volume is in API Gateway's Count,
+  Lambda's Invocations and each rule's MatchedEvents, so a webhook on the happy path writes no
+  metric line (and pays neither its log bytes nor its serialisation); Powertools' warning about an
+  invocation without metrics is therefore expected, and silenced.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
@@ -60,6 +66,7 @@ def make_tracer() -> HandlerTracer:
 logger = Logger()
 tracer = make_tracer()
 metrics = Metrics()
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def in_threads[T, R](fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:

@@ -82,8 +82,8 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
         },
     )
     store.apply_chat_update(bot_id=webhook.botId, chat_id=chat_id, update=update)
-    metrics.add_metric(name="MessagesMissingBeforeClose", unit=MetricUnit.Count, value=filled)
-    metrics.add_metric(name="TranscriptsStored", unit=MetricUnit.Count, value=1)
+    if filled:
+        metrics.add_metric(name="MessagesMissingBeforeClose", unit=MetricUnit.Count, value=filled)
     logger.info(
         "transcript stored",
         chat_id=chat_id,

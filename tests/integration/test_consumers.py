@@ -531,3 +531,27 @@ def test_handler_rejects_an_event_that_is_not_ours(handler_env: Env) -> None:
     with pytest.raises(Exception, match="metadata"):
         messages_app.lambda_handler(event, FakeLambdaContext())
     assert handler_env.items() == []
+
+
+def _metric_lines(text: str) -> list[dict[str, Any]]:
+    """Powertools' metric lines (CloudWatch embedded metric format) among a handler's output."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_metrics_count_what_aws_does_not_and_the_happy_path_writes_none(
+    handler_env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Volume is in Lambda's and EventBridge's own metrics; a metric line per event would cost its
+    log bytes on every webhook. Duplicates and superseded updates are counted."""
+    handlers = [
+        (chats_app.lambda_handler, "chat.create"),
+        (messages_app.lambda_handler, "chat.user.message"),
+        (scenarios_app.lambda_handler, "chat.scenario.run"),
+    ]
+    for handler, topic in handlers:
+        handler(bridge_event(topic), FakeLambdaContext())
+    assert _metric_lines(capsys.readouterr().out) == []
+    for handler, topic in handlers:
+        handler(bridge_event(topic), FakeLambdaContext())  # the same events again
+    counted = [name for line in _metric_lines(capsys.readouterr().out) for name in line if name[0].isupper()]
+    assert counted == ["ChatUpdatesSuperseded", "MessagesDuplicate", "ScenarioRunsDuplicate"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 from typing import Any
 
@@ -437,7 +438,10 @@ def test_bus_and_bucket_names_come_from_the_environment(stack: IngestStack) -> N
 
 
 def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
-    stack: IngestStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stack: IngestStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_output: io.StringIO,
 ) -> None:
     # GIVEN the real handler, logging at INFO as deployed
     for key, value in stack.env().items():
@@ -461,7 +465,7 @@ def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
         app.service.cache_clear()
     # THEN no log line, object (body or metadata) or bus event holds the token or the path
     out = capsys.readouterr()
-    logs = out.out + out.err
+    logs = log_output.getvalue() + out.out + out.err  # log lines, then metrics (EMF) and anything else
     objects = stack.objects()
     heads = [stack.s3.head_object(Bucket=BUCKET, Key=k)["Metadata"] for k in objects]
     everything_stored = json.dumps([o.decode("utf-8", "replace") for o in objects.values()]) + json.dumps(
@@ -474,4 +478,12 @@ def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
         assert secret not in bus
     # and no chat content is logged at INFO
     assert "I would like to talk to a person" not in logs
+    # and every log line of a request carries API Gateway's request id as its correlation id
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == ["webhook accepted", "webhook rejected"]
+    # and metrics count only what API Gateway's and Lambda's own do not: not the accepted webhook
+    metric_lines = [json.loads(line) for line in out.out.splitlines() if line.startswith('{"_aws"')]
+    counted = [name for line in metric_lines for name in line if name[0].isupper()]
+    assert counted == ["WebhooksRejected", "WebhooksQuarantined", "WebhooksUnauthorized"]
+    assert {line.get("correlation_id") for line in lines} == {base["requestContext"]["requestId"]}
     assert len(objects) == 1  # the invalid body, quarantined
