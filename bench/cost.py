@@ -112,12 +112,16 @@ LEAN = {
 LEAN_NO_ARCHIVE = {**LEAN, "Archive": "Disabled"}
 
 
-def ingest_ms() -> dict[str, float]:
+def ingest_ms(log_level: str = "INFO") -> dict[str, float]:
+    """The ingest handler's measured time per topic, at the configuration's LogLevel (bench/run.py
+    measures INFO and WARNING)."""
     latest = ROOT / "bench" / "results" / "latest.json"
     measured = json.loads(latest.read_text())["warm_ingest"] if latest.exists() else {}
+    field = "handler_ms" if log_level in ("DEBUG", "INFO") else "handler_warning_ms"
 
     def get(name: str, default: float) -> float:
-        return float(measured.get(name, {}).get("handler_ms", default))
+        case = measured.get(name, {})
+        return float(case.get(field, case.get("handler_ms", default)))
 
     message = get("chat.user.message", 0.6)
     return {t: get(t if t != "message" else "chat.user.message", message) for t in MIX} | {
@@ -147,7 +151,7 @@ def consumer_figures() -> dict[str, dict[str, float]]:
 def per_million(front_door: str = "http_api", config: dict[str, Any] | None = None) -> dict[str, float]:
     p = PRICES
     config = config or template_defaults()
-    cpu = ingest_ms()
+    cpu = ingest_ms(config["LogLevel"])
     lines: dict[str, float] = {}
     lines["API requests"] = p[f"{front_door}_per_million"]
     ingest_seconds = sum(MIX[t] * (cpu[t] + AWS_MS["ingest"]) for t in MIX) / 1000
