@@ -96,6 +96,21 @@ def log_output() -> Iterator[io.StringIO]:
         logger.registered_handler.setStream(previous)
 
 
+def metric_lines_in(text: str) -> list[dict[str, Any]]:
+    """The metric lines (CloudWatch embedded metric format) among what a handler printed."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+@pytest.fixture
+def fresh_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    """Powertools keeps metrics in one process-wide set until a handler flushes them: what other
+    tests added without flushing is dropped, with anything printed before the test."""
+    from shared.observability import metrics
+
+    metrics.clear_metrics()
+    capsys.readouterr()
+
+
 @pytest.fixture(scope="session")
 def translated_template() -> dict[str, Any]:
     """template.yaml through SAM's translator, once per test session."""

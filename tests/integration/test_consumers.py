@@ -24,7 +24,7 @@ from shared import consumer
 from shared.envelope import BusDetail
 from shared.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
-from tests.conftest import ROOT
+from tests.conftest import ROOT, metric_lines_in
 from tests.lambda_context import FakeLambdaContext
 
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
@@ -533,11 +533,7 @@ def test_handler_rejects_an_event_that_is_not_ours(handler_env: Env) -> None:
     assert handler_env.items() == []
 
 
-def _metric_lines(text: str) -> list[dict[str, Any]]:
-    """Powertools' metric lines (CloudWatch embedded metric format) among a handler's output."""
-    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
-
-
+@pytest.mark.usefixtures("fresh_metrics")
 def test_metrics_count_what_aws_does_not_and_the_happy_path_writes_none(
     handler_env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -550,8 +546,10 @@ def test_metrics_count_what_aws_does_not_and_the_happy_path_writes_none(
     ]
     for handler, topic in handlers:
         handler(bridge_event(topic), FakeLambdaContext())
-    assert _metric_lines(capsys.readouterr().out) == []
+    assert metric_lines_in(capsys.readouterr().out) == []
     for handler, topic in handlers:
         handler(bridge_event(topic), FakeLambdaContext())  # the same events again
-    counted = [name for line in _metric_lines(capsys.readouterr().out) for name in line if name[0].isupper()]
+    counted = [
+        name for line in metric_lines_in(capsys.readouterr().out) for name in line if name[0].isupper()
+    ]
     assert counted == ["ChatUpdatesSuperseded", "MessagesDuplicate", "ScenarioRunsDuplicate"]

@@ -19,7 +19,7 @@ from shared.claim_check import resolve_webhook
 from shared.envelope import BusDetail
 from shared.settings import IngestSettings
 from tests.aws import BUCKET, BUS, SECRET, SOURCE, TOKEN, IngestStack
-from tests.conftest import ROOT, TOPICS, load_sample, sample_bytes
+from tests.conftest import ROOT, TOPICS, load_sample, metric_lines_in, sample_bytes
 from tests.lambda_context import FakeLambdaContext
 
 RECEIVED_NS = 1700000000123456789
@@ -437,6 +437,7 @@ def test_bus_and_bucket_names_come_from_the_environment(stack: IngestStack) -> N
     assert boto3.client("events").describe_event_bus(Name=BUS)["Name"] == BUS
 
 
+@pytest.mark.usefixtures("fresh_metrics")
 def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
     stack: IngestStack,
     monkeypatch: pytest.MonkeyPatch,
@@ -482,8 +483,7 @@ def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
     lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
     assert [line["message"] for line in lines] == ["webhook accepted", "webhook rejected"]
     # and metrics count only what API Gateway's and Lambda's own do not: not the accepted webhook
-    metric_lines = [json.loads(line) for line in out.out.splitlines() if line.startswith('{"_aws"')]
-    counted = [name for line in metric_lines for name in line if name[0].isupper()]
+    counted = [name for line in metric_lines_in(out.out) for name in line if name[0].isupper()]
     assert counted == ["WebhooksRejected", "WebhooksQuarantined", "WebhooksUnauthorized"]
     assert {line.get("correlation_id") for line in lines} == {base["requestContext"]["requestId"]}
     assert len(objects) == 1  # the invalid body, quarantined
