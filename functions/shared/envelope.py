@@ -8,15 +8,53 @@ body travels by claim check (then `webhookRef` replaces `webhook`).
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.models import RoutingFields, Webhook
 from shared.timestamps import ns_to_iso
+
+if TYPE_CHECKING:  # the consumers read events, not webhooks: they need not import the topic models
+    from shared.models import Webhook
 
 # Bump on a breaking change to metadata (docs/events.md: versioning policy).
 SCHEMA_VERSION = "1"
+
+
+class RoutingFields(BaseModel):
+    """What a trigger filters on, lifted out of the body so it survives a claim check."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sender: str | None = None
+    messageType: str | None = None
+    chatStatus: str | None = None
+    handledBy: str | None = None
+    scenarioId: str | None = None
+    rating: int | float | None = None
+
+
+def routing_fields(
+    *,
+    sender: str | None = None,
+    messageType: str | None = None,
+    chatStatus: str | None = None,
+    handledBy: str | None = None,
+    scenarioId: str | None = None,
+    rating: int | float | None = None,
+) -> dict[str, Any]:
+    """RoutingFields as the plain dict that goes into the metadata, every key present and in the
+    model's order. Its values come from validated fields (shared.models' _str and _number), so
+    building the model (and dumping it again) per webhook would only repeat checks; a test holds
+    the two equal."""
+    return {
+        "sender": sender,
+        "messageType": messageType,
+        "chatStatus": chatStatus,
+        "handledBy": handledBy,
+        "scenarioId": scenarioId,
+        "rating": rating,
+    }
 
 
 class Metadata(RoutingFields):

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, core_schema
 
+from shared.envelope import routing_fields
 from shared.errors import FAST_PATH, FULL_CHECK, WebhookInvalidError, from_pydantic_errors
 from shared.timestamps import PLAIN_INSTANT, to_ns
 
@@ -100,41 +101,6 @@ def _number(value: Any) -> int | float | None:
 
 def _get(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
-
-
-class RoutingFields(BaseModel):
-    """What a trigger filters on, lifted out of the body so it survives a claim check."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sender: str | None = None
-    messageType: str | None = None
-    chatStatus: str | None = None
-    handledBy: str | None = None
-    scenarioId: str | None = None
-    rating: int | float | None = None
-
-
-def routing_fields(
-    *,
-    sender: str | None = None,
-    messageType: str | None = None,
-    chatStatus: str | None = None,
-    handledBy: str | None = None,
-    scenarioId: str | None = None,
-    rating: int | float | None = None,
-) -> dict[str, Any]:
-    """RoutingFields as the plain dict that goes into the metadata, every key present and in the
-    model's order. Its values come from validated fields through _str and _number, so building the
-    model (and dumping it again) per webhook would only repeat checks; a test holds the two equal."""
-    return {
-        "sender": sender,
-        "messageType": messageType,
-        "chatStatus": chatStatus,
-        "handledBy": handledBy,
-        "scenarioId": scenarioId,
-        "rating": rating,
-    }
 
 
 class Webhook(EbbotModel):

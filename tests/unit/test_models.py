@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.envelope import Metadata, build_metadata
+from shared.envelope import Metadata, RoutingFields, build_metadata
 from shared.errors import WebhookInvalidError
-from shared.models import TOPIC_MODELS, RoutingFields, UnknownWebhook, parse_webhook
+from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
 from shared.timestamps import PLAIN_INSTANT, to_ns
 from tests.conftest import TOPICS, load_sample
 
