@@ -76,6 +76,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = to_request(event)
     # Log lines correlate by API Gateway's request id (`requestContext.requestId`, Powertools'
     # API_GATEWAY_HTTP path), read here: a correlation_id_path is a JMESPath search on every
-    # invocation, a tenth of a warm one (bench/run.py).
+    # invocation, about a tenth of a warm one in a profile.
     logger.set_correlation_id(request.request_id)
     return to_api_gateway(service().handle(request))
