@@ -44,9 +44,6 @@ CASES = [
 ]
 
 
-CHAT_TOPICS = ["chat.create", "chat.data.update", "chat.user.update", "chat.status.change", "chat.update"]
-
-
 def attribute_size(value: dict[str, Any]) -> int:
     """DynamoDB's size of one attribute value (docs: 'Item sizes and formats')."""
     (kind, v), *_ = value.items()
@@ -245,10 +242,11 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
         ddb.delete_item(TableName=table, Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}})
     if package in ("chats", "transcripts") and topic != "chat.create":
         from chats.service import apply_chat_event
+        from shared.chat_state import CHAT_STATE_TOPICS
         from shared.consumer import WebhookEvent
 
         newest = int(event["detail"]["metadata"]["occurredAtNs"]) - 1_000_000
-        for other in CHAT_TOPICS:
+        for other in CHAT_STATE_TOPICS:
             if other != topic:
                 sample = json.loads((ROOT / "events" / "eventbridge" / f"{other}.json").read_text())
                 stamp = sample["detail"]["metadata"]

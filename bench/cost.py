@@ -134,11 +134,11 @@ def consumer_figures() -> dict[str, dict[str, float]]:
     (measured base + index units; chat.close's missing messages are the model's) and read units."""
     latest = ROOT / "bench" / "results" / "latest.json"
     measured = json.loads(latest.read_text()).get("consumers", {}) if latest.exists() else {}
+    close = measured.get(CLOSE_WRITES_CASE, {})
     out = {}
     for topic in MIX:
         case = measured.get(CONSUMER_CASES[topic], {})
         wcu = WCU[topic]
-        close = measured.get(CLOSE_WRITES_CASE, {})
         if topic == "chat.close" and "chat_wcu" in close:
             wcu = MISSING_AT_CLOSE + close["chat_wcu"] + close["gsi_wcu"]
         elif case and topic != "chat.close":

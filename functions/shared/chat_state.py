@@ -19,6 +19,14 @@ from typing import Any
 from shared.envelope import Metadata
 
 GROUPS = ("status", "user", "session", "chat", "close")
+# The topics the chats function merges into the chat item (in the samples' time order).
+CHAT_STATE_TOPICS = (
+    "chat.create",
+    "chat.data.update",
+    "chat.user.update",
+    "chat.status.change",
+    "chat.update",
+)
 # Fields of the status group wherever they appear (chat.create, chat.update, chat.status.change).
 STATUS_FIELDS = ("status", "type", "handled_by", "supervised")
 # The stored form of the state (to_json); from_json reads this one and the first.
@@ -69,15 +77,17 @@ class ChatState:
         """Every version some field still holds, oldest first."""
         return sorted({v for registers in self.groups.values() for v, _ in registers.values()})
 
-    def latest_ns(self) -> int:
-        """The newest version's instant: the chat's last activity."""
+    def span_ns(self) -> tuple[int, int]:
+        """The oldest and newest versions' instants: when the chat was first seen, and its last
+        activity (0, 0 for an empty state)."""
         versions = self.versions()
-        return int(versions[-1].split("#", 1)[0]) if versions else 0
+        if not versions:
+            return 0, 0
+        return int(versions[0].split("#", 1)[0]), int(versions[-1].split("#", 1)[0])
 
-    def earliest_ns(self) -> int:
-        """The oldest version's instant: when the chat was first seen."""
-        versions = self.versions()
-        return int(versions[0].split("#", 1)[0]) if versions else 0
+    def latest_ns(self) -> int:
+        """The chat's last activity."""
+        return self.span_ns()[1]
 
     def to_json(self) -> str:
         """The stored form: the values as one readable document, and beside them which version

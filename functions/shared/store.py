@@ -249,7 +249,7 @@ class Store:
 
     def _write_chat(self, bot_id: str, chat_id: str, state: ChatState, rev: int | None) -> bool:
         pk = chat_pk(chat_id)
-        first = state.earliest_ns()
+        first, last = state.span_ns()
         item: dict[str, Any] = {
             "pk": _s(pk),
             "sk": _s("CHAT"),
@@ -263,7 +263,7 @@ class Store:
             # not repeated here (it is projected): the key need not be unique, and every byte of
             # the item is paid for on every write.
             "gsi1sk": _s(f"{first:020d}"),
-            "lastActivityAt": _s(ns_to_iso(state.latest_ns())),
+            "lastActivityAt": _s(ns_to_iso(last)),
             "firstSeenAt": _s(ns_to_iso(first)),
             **self._projection(state),
             **self._ttl(),

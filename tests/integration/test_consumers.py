@@ -21,6 +21,7 @@ from messages.service import store_message
 from scenarios import app as scenarios_app
 from scenarios.service import store_scenario_run
 from shared import consumer
+from shared.chat_state import CHAT_STATE_TOPICS
 from shared.envelope import BusDetail
 from shared.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
@@ -31,7 +32,7 @@ CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
 PK = f"CHAT#{CHAT}"
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
 NOW = 1_700_000_000
-CHAT_TOPICS = ["chat.create", "chat.data.update", "chat.user.update", "chat.status.change", "chat.update"]
+CHAT_TOPICS = list(CHAT_STATE_TOPICS)
 MESSAGE_TOPICS = [
     "chat.user.message",
     "chat.bot.message",
