@@ -18,6 +18,7 @@ Results are merged into bench/results/latest.json under "consumers".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -231,7 +232,10 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     store_ddb, s3 = consumer.store()._ddb, consumer.s3_client()
     event = json.loads((ROOT / "events" / "eventbridge" / f"{topic.split()[0]}.json").read_text())
     if topic.endswith("KB"):
-        event["detail"]["webhook"] = json.loads(transcript_body(100 * 1024))
+        body = transcript_body(100 * 1024)
+        event["detail"]["webhook"] = json.loads(body)
+        # As ingest would describe this body (the close's version includes its hash).
+        event["detail"]["metadata"] |= {"bodySize": len(body), "bodySha256": hashlib.sha256(body).hexdigest()}
     text = json.dumps(event)
     context = LambdaContext(function.name, 256, function.arn, "bench", int(time.time() * 1000) + 60_000)
     indexes = deployment.template["Resources"]["Table"]["Properties"].get("GlobalSecondaryIndexes", [])
@@ -240,6 +244,11 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     # chat.create, messages and scenario runs, an empty chat.
     for key in partition(ddb, table, event):
         ddb.delete_item(TableName=table, Key={"pk": {"S": key[0]}, "sk": {"S": key[1]}})
+    if package == "transcripts":  # and no transcript yet: a first delivery writes a new object
+        bucket = deployment.outputs["DataBucketName"]
+        listing = s3.list_object_versions(Bucket=bucket, Prefix="transcripts/")
+        for version in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
     if package in ("chats", "transcripts") and topic != "chat.create":
         from chats.service import apply_chat_event
         from shared.chat_state import CHAT_STATE_TOPICS

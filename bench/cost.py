@@ -62,8 +62,9 @@ RCU = {
 }
 EVENT_KB = {"chat.close": 100}  # everything else: a few KB, one 64 KB chunk
 MEMORY_GB = {"ingest": 0.25, "consumer": 0.25, "transcripts": 0.5}
-# Assumed AWS round trips (not measurable here): PutEvents 15 ms, a DynamoDB call 6 ms, S3 15 ms.
-AWS_MS = {"ingest": 15, "chat": 12, "message": 6, "run": 6, "close": 6 * 8 + 15 * 2}
+# Assumed AWS round trips (not measurable here): PutEvents 15 ms, a DynamoDB call 6 ms, S3 15 ms
+# (a close: 8 DynamoDB calls and its one conditional PUT).
+AWS_MS = {"ingest": 15, "chat": 12, "message": 6, "run": 6, "close": 6 * 8 + 15}
 CONSUMER_CPU_MS = 3.0  # parse + merge per event, when bench/consumers.py has not measured it
 # Measured consumer cases (bench/consumers.py, first delivery) that stand for each topic of the mix.
 CONSUMER_CASES = {
@@ -148,6 +149,15 @@ def consumer_figures() -> dict[str, dict[str, float]]:
     return out
 
 
+def close_s3_requests() -> tuple[int, int]:
+    """S3 PUTs and GETs/HEADs of a close's first delivery, as bench/consumers.py measured them (one
+    conditional PUT when it has not run)."""
+    latest = ROOT / "bench" / "results" / "latest.json"
+    measured = json.loads(latest.read_text()).get("consumers", {}) if latest.exists() else {}
+    close = measured.get(CLOSE_WRITES_CASE, {})
+    return int(close.get("s3_puts", 1)), int(close.get("s3_gets", 0))
+
+
 def per_million(front_door: str = "http_api", config: dict[str, Any] | None = None) -> dict[str, float]:
     p = PRICES
     config = config or template_defaults()
@@ -188,8 +198,9 @@ def per_million(front_door: str = "http_api", config: dict[str, Any] | None = No
     lines["DynamoDB writes"] = sum(MIX[t] * consumers[t]["wcu"] for t in MIX) * p["dynamodb_wcu_per_million"]
     lines["DynamoDB reads"] = sum(MIX[t] * consumers[t]["rcu"] for t in MIX) * p["dynamodb_rcu_per_million"]
     closes = MIX["chat.close"] * 1e6
-    lines["S3 transcripts (HEAD + PUT)"] = (
-        closes * (p["s3_put_per_thousand"] + p["s3_get_per_thousand"]) / 1000
+    puts, gets = close_s3_requests()
+    lines["S3 transcripts"] = (
+        closes * (puts * p["s3_put_per_thousand"] + gets * p["s3_get_per_thousand"]) / 1000
     )
     log_bytes = (PLATFORM_LOG_BYTES if config["PlatformLogLevel"] in ("DEBUG", "INFO") else 0) + (
         APP_LOG_BYTES if config["LogLevel"] in ("DEBUG", "INFO") else 0

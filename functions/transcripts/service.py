@@ -1,8 +1,9 @@
 """chat.close -> the whole transcript in S3, missing messages filled in, the chat marked closed.
 
 The object key is partitioned Hive-style by bot and by the date of the close (Ebbot's timestamp,
-not the receive time), so a replay or redelivery writes the same object, and an unchanged object is
-not written again (versioning would keep every copy).
+not the receive time), so a replay or redelivery writes the same object. Each close is written once,
+and a later close of the chat on the same day replaces an earlier one, never the reverse (the bucket
+is versioned: every close written is kept).
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from shared.timestamps import ns_to_date, ns_to_iso
 # Concurrent writes of the messages a transcript has and the table does not (boto3's clients are
 # thread-safe; their connection pool holds 10).
 FILL_WORKERS = 8
+# A conditional PUT that lost to another writer: S3's 412, or its 409 while another conditional
+# write of the key is in flight.
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+# Attempts at replacing an object that keeps changing under us before the invocation fails (and
+# Lambda retries it).
+MAX_TRANSCRIPT_ATTEMPTS = 4
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class TranscriptWriteConflictError(Exception):
+    """The transcript's key kept changing between our read and our conditional write."""
 
 
 def transcript_key(bot_id: str, chat_id: str, closed_ns: int) -> str:
@@ -40,7 +52,8 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
     chat_id = webhook.chat_id
     closed_ns = webhook.sent_at_ns or int(metadata.occurredAtNs or 0)
     key = transcript_key(webhook.botId, chat_id, closed_ns)
-    written = _put_if_changed(s3, bucket, key, body)
+    version = version_of(metadata, closed_ns)
+    written = _put_transcript(s3, bucket, key, body, version)
 
     # Completeness: every transcript message is stored under the messages consumer's key, once.
     # The missing ones are written FILL_WORKERS at a time: one after another, a long transcript none
@@ -71,7 +84,7 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
         webhook.data.status if isinstance(webhook.data.status, str) and webhook.data.status else "chat_closed"
     )
     update = ChatUpdate(
-        version=version_of(metadata, closed_ns),
+        version=version,
         fields={
             "status": {"status": status},
             "close": {
@@ -94,22 +107,43 @@ def store_transcript(detail: BusDetail, store: Store, s3: Any, bucket: str) -> d
     return {"transcriptKey": key, "messagesFilledIn": filled, "objectWritten": written}
 
 
-def _put_if_changed(s3: Any, bucket: str, key: str, body: dict[str, Any]) -> bool:
+def _put_transcript(s3: Any, bucket: str, key: str, body: dict[str, Any], version: str) -> bool:
+    """Write the transcript unless the key already holds this close or a later one. True if written.
+
+    The common case, a key not written before, is one conditional PUT (If-None-Match), with no
+    HEAD before it. A key already there (a redelivery, or a chat closed again the same day) is
+    compared by version, the close's instant then its body's hash, as the chat item's registers
+    are: the later close wins in any delivery order, and the same close is not written twice
+    (the bucket keeps every version). The overwrite is conditional on the ETag just read, so two
+    closes racing for the key cannot both win."""
     document = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     digest = hashlib.sha256(document).hexdigest()
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-        if head.get("Metadata", {}).get("sha256") == digest:
+    put = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": document,
+        "ContentType": "application/json",
+        "ChecksumAlgorithm": "SHA256",
+        "Metadata": {"sha256": digest, "version": version},
+    }
+    condition: dict[str, str] = {"IfNoneMatch": "*"}
+    for _ in range(MAX_TRANSCRIPT_ATTEMPTS):
+        try:
+            s3.put_object(**put, **condition)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in _CONDITION_FAILED:
+                raise
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in _NOT_FOUND:
+                raise
+            condition = {"IfNoneMatch": "*"}  # gone again (a racing create failed, say): create
+            continue
+        stored = head.get("Metadata", {})
+        # An object from before versions were recorded has none: any other close replaces it.
+        if stored.get("sha256") == digest or stored.get("version", "") >= version:
             return False
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
-            raise
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=document,
-        ContentType="application/json",
-        ChecksumAlgorithm="SHA256",
-        Metadata={"sha256": digest},
-    )
-    return True
+        condition = {"IfMatch": head["ETag"]}
+    raise TranscriptWriteConflictError(f"transcript kept changing after {MAX_TRANSCRIPT_ATTEMPTS} attempts")

@@ -19,7 +19,12 @@ from shared.envelope import BusDetail
 from shared.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
 from tests.conftest import ROOT
-from transcripts.service import store_transcript, transcript_key
+from transcripts.service import (
+    MAX_TRANSCRIPT_ATTEMPTS,
+    TranscriptWriteConflictError,
+    store_transcript,
+    transcript_key,
+)
 
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
@@ -163,3 +168,100 @@ def test_the_date_comes_from_the_close_not_the_receive_time(env: Env) -> None:
     d["metadata"]["receivedAt"] = "2024-06-01T00:00:00.000000Z"
     late = copy.deepcopy(d)
     assert env.close(BusDetail.model_validate(late))["transcriptKey"] == KEY
+
+
+def _later_close(seconds: int, extra_messages: int) -> BusDetail:
+    """The sample close, `seconds` later the same day, its transcript `extra_messages` longer (a
+    chat reopened and closed again): another body, so another hash."""
+    d = detail("chat.close").model_dump()
+    webhook = d["webhook"]
+    webhook["timestamp"] += seconds * 1000
+    conversation = webhook["data"]["conversation"]
+    for i in range(extra_messages):
+        conversation.append({**conversation[-1], "id": f"again-{i}"})
+    raw = json.dumps(webhook).encode()
+    ns = int(d["metadata"]["occurredAtNs"]) + seconds * 10**9
+    d["metadata"] |= {"occurredAtNs": str(ns), "bodySha256": hashlib.sha256(raw).hexdigest()}
+    return BusDetail.model_validate(d)
+
+
+def _stored_transcript(env: Env) -> dict[str, Any]:
+    return json.loads(env.s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read())  # type: ignore[no-any-return]
+
+
+def test_a_new_transcript_costs_one_put_and_no_head(env: Env) -> None:
+    # GIVEN the S3 requests of a close are recorded
+    operations: list[str] = []
+    env.s3.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    # WHEN a chat closes for the first time THEN its transcript is one conditional PUT
+    assert env.close()["objectWritten"] is True
+    assert operations == ["PutObject"]
+    # and a redelivery reads the object's metadata and writes nothing
+    operations.clear()
+    assert env.close()["objectWritten"] is False
+    assert operations == ["PutObject", "HeadObject"]  # the refused conditional PUT, then the check
+
+
+@pytest.mark.parametrize("order", ["in order", "reversed"])
+def test_the_later_close_of_a_day_is_the_transcript_in_any_order(env: Env, order: str) -> None:
+    # GIVEN a chat closed twice on one day, the second time with 3 more messages
+    first, second = detail("chat.close"), _later_close(seconds=60, extra_messages=3)
+    deliveries = [first, second] if order == "in order" else [second, first]
+    # WHEN both closes arrive, in either order
+    results = [env.close(d) for d in deliveries]
+    # THEN the object is the later transcript, and only a write that made it so happened
+    stored = _stored_transcript(env)
+    assert len(stored["data"]["conversation"]) == len(second.webhook["data"]["conversation"])  # type: ignore[index]
+    assert [r["objectWritten"] for r in results] == ([True, True] if order == "in order" else [True, False])
+    versions = env.s3.list_object_versions(Bucket=BUCKET, Prefix=KEY)["Versions"]
+    assert len(versions) == (2 if order == "in order" else 1)
+    # and the chat item points at it, closed at the later instant
+    items, _ = env.state()
+    (chat,) = [i for i in items if i["sk"] == "CHAT"]
+    assert chat["closedAt"] == "2023-01-01T00:01:21.000000Z"
+
+
+def test_a_transcript_written_before_versions_were_recorded_is_replaced_by_another_close(env: Env) -> None:
+    # GIVEN an object written by an earlier release: its sha256 in metadata, no version
+    env.s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"{}", Metadata={"sha256": "0" * 64})
+    # WHEN the chat's close arrives THEN it replaces the object
+    assert env.close()["objectWritten"] is True
+    assert len(_stored_transcript(env)["data"]["conversation"]) == 10
+
+
+def test_a_transcript_that_keeps_changing_fails_the_invocation_for_a_retry(env: Env) -> None:
+    # GIVEN another writer replaces the object (new bytes each time) between each of our reads
+    # and conditional writes
+    env.close(_later_close(seconds=-10, extra_messages=0))  # an earlier close that day is there
+    races: list[int] = []
+
+    def racing_writer(params: dict[str, Any], **_: Any) -> None:
+        if "IfMatch" in params:
+            races.append(len(races))
+            env.s3.meta.events.unregister("before-parameter-build.s3.PutObject", racing_writer)
+            env.s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(races).encode())
+            env.s3.meta.events.register("before-parameter-build.s3.PutObject", racing_writer)
+
+    env.s3.meta.events.register("before-parameter-build.s3.PutObject", racing_writer)
+    # WHEN the later close is stored THEN it gives up after its attempts, for Lambda to retry
+    with pytest.raises(TranscriptWriteConflictError):
+        env.close()
+    assert len(races) == MAX_TRANSCRIPT_ATTEMPTS - 1  # every attempt after the refused create
+    # and a retry once the other writer has stopped stores it
+    env.s3.meta.events.unregister("before-parameter-build.s3.PutObject", racing_writer)
+    assert env.close()["objectWritten"] is True
+    assert len(_stored_transcript(env)["data"]["conversation"]) == 10
+
+
+def test_a_transcript_deleted_between_the_refused_create_and_the_read_is_created_again(env: Env) -> None:
+    # GIVEN an earlier close of the day is stored, and is deleted just before our read of it
+    env.close(_later_close(seconds=-10, extra_messages=0))
+
+    def delete_first(**_: Any) -> None:
+        env.s3.meta.events.unregister("before-parameter-build.s3.HeadObject", delete_first)
+        env.s3.delete_object(Bucket=BUCKET, Key=KEY)
+
+    env.s3.meta.events.register("before-parameter-build.s3.HeadObject", delete_first)
+    # WHEN the later close is stored THEN it is created again, not lost to the missing object
+    assert env.close()["objectWritten"] is True
+    assert len(_stored_transcript(env)["data"]["conversation"]) == 10
