@@ -1,5 +1,6 @@
 """One cold start, in a fresh interpreter: import a handler, then invoke it once, AWS answered by
 botocore's Stubber. Prints JSON timings. Run by bench/run.py; `baseline-*` measures boto3 alone,
+`libraries-*` the baseline plus the libraries the functions are built on (no code of ours),
 `--traced` runs with tracing on, `--code=DIR` takes the functions and the layer from DIR."""
 
 from __future__ import annotations
@@ -72,6 +73,24 @@ TRACED_ENV = {
 }
 
 
+def import_libraries(*, consumer: bool) -> None:
+    """`libraries-*`: the baseline plus the libraries every function of its kind imports, and no
+    code of ours: Powertools' logger, metrics and tracer, pydantic with one model built, and for a
+    consumer Powertools' parser and its EventBridge model. The best any function built on them
+    could do."""
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from pydantic import BaseModel
+
+    Logger(), Metrics(namespace="bench"), Tracer()
+
+    class Model(BaseModel):
+        field: str
+
+    if consumer:
+        from aws_lambda_powertools.utilities.parser import event_parser  # noqa: F401
+        from aws_lambda_powertools.utilities.parser.models import EventBridgeModel  # noqa: F401
+
+
 def main() -> None:
     name = sys.argv[1]
     os.environ.update(BENCH_ENV)
@@ -84,16 +103,18 @@ def main() -> None:
         TOKEN_SECRET_ID="secret",
         TABLE_NAME="table",
     )
-    if name.startswith("baseline-"):
+    if name.startswith(("baseline-", "libraries-")):
         import boto3
         from botocore.stub import Stubber
 
+        if name.startswith("libraries-"):
+            import_libraries(consumer=name == "libraries-consumer")
         t_import = time.perf_counter()
-        services = list(CALLS["ingest" if name.startswith("baseline-ingest") else "chats"])
+        services = list(CALLS["ingest" if "-ingest" in name else "chats"])
         if name.endswith("-all"):
             services.append("s3")  # every client the function uses, S3 included (made on first use)
         clients = [boto3.client(s, region_name="us-east-1") for s in services]
-        ingest = name.startswith("baseline-ingest")
+        ingest = services[0] == "secretsmanager"
         stub = Stubber(clients[1] if ingest else clients[0])
         operation = "put_events" if ingest else "put_item"
         stub.add_response(

@@ -6,11 +6,14 @@
    uses, S3 included, which the functions make on first use. With tracing off and on, from the
    repository and the venv; and with the code laid out as `sam build` ships it (no bytecode:
    Lambda compiles every module at every cold start) and as `make sam-build` ships it (bytecode
-   added, tools.precompile), bench/deployed.py.
+   added, tools.precompile), bench/deployed.py. And the baseline plus the libraries the functions
+   are built on (Powertools, pydantic) with no code of ours: the share of the allowance they take.
 2. Warm ingest: the ingest Lambda handler's time per event (Powertools' wrapper included), at
    LogLevel INFO (the default: one log line per webhook) and WARNING, for each sample and for
    chat.close transcripts of 10 KB, 100 KB and 1 MB, against json.loads + json.dumps + one
-   Stubber-answered put_events of the same body, from a client with boto3's defaults.
+   Stubber-answered put_events of the same body, from a client with boto3's defaults. At WARNING,
+   also where the time goes: the handler's own PutEvents call alone, and the service without
+   Powertools' decorators and the API Gateway mapping.
 3. Peak memory of one ingest of a 4 MB chat.close body (tracemalloc), against json.loads +
    json.dumps of the same body.
 
@@ -219,19 +222,48 @@ def warm() -> dict[str, Any]:
                 document = json.loads(raw)
                 plain.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": json.dumps(document)}])
 
+            # Where the time goes (at WARNING): the service alone, without Powertools' decorators
+            # and the API Gateway mapping; and the PutEvents call of the entry it builds, alone.
+            request = app.to_request(event)
+            sent: list[dict[str, Any]] = []
+
+            def capture(params: dict[str, Any], sent: list[dict[str, Any]] = sent, **_: Any) -> None:
+                sent.append(params)
+
+            events.meta.events.register("provide-client-params.events.PutEvents", capture)
+            handler(event)
+            events.meta.events.unregister("provide-client-params.events.PutEvents", capture)
+            parts: dict[str, Any] = {}
+
+            def service_only(request: Any = request) -> None:
+                stub.add_response("put_events", ok)
+                assert service.handle(request).status == 202
+
+            def put_events_only(params: dict[str, Any] = sent[-1]) -> None:
+                stub.add_response("put_events", ok)
+                events.put_events(**params)
+
             results[name] = {"bytes": len(raw)}
             # At the template's default LogLevel (INFO: the handler's one line per webhook, about
             # 0.1 ms of Powertools' JSON formatting here) and at LogLevel=WARNING (none).
             for level, suffix in (("INFO", ""), ("WARNING", "_warning")):
                 logger.setLevel(level)
-                for fn in (handler, baseline):
+                if level == "WARNING":
+                    parts = {"service": service_only, "put_events": put_events_only}
+                for fn in (handler, baseline, *parts.values()):
                     fn()  # warm
-                timings = best_of({"handler": handler, "baseline": baseline}, iterations)
+                timings = best_of({"handler": handler, "baseline": baseline, **parts}, iterations)
                 results[name] |= {
                     f"handler{suffix}_ms": round(timings["handler"], 3),
                     f"baseline{suffix}_ms": round(timings["baseline"], 3),
                     f"ratio{suffix}": round(timings["handler"] / timings["baseline"], 2),
                 }
+            results[name] |= {
+                "service_warning_ms": round(timings["service"], 3),
+                "ratio_service_warning": round(timings["service"] / timings["baseline"], 2),
+                "put_events_ms": round(timings["put_events"], 3),
+                "ratio_put_events": round(timings["put_events"] / timings["baseline"], 2),
+            }
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
@@ -264,6 +296,7 @@ def main() -> int:
         )
         no_flags: tuple[str, ...] = ()
         baseline_names = [f"baseline-{kind}{all_}" for kind in KINDS for all_ in ("", "-all")]
+        baseline_names += [f"libraries-{kind}" for kind in KINDS]
         measured_all = cold(
             [(name, no_flags) for name in baseline_names]
             + [(name, flags) for _, flags in sections for name in functions]
@@ -273,6 +306,18 @@ def main() -> int:
     # baseline did before S3 became lazy.
     baselines = {kind: measured_all[(f"baseline-{kind}", no_flags)] for kind in KINDS}
     baselines_all = {kind: measured_all[(f"baseline-{kind}-all", no_flags)] for kind in KINDS}
+    # The same baseline with the libraries every function of the kind imports and no code of ours
+    # (bench/coldstart_child.py): how much of the allowance over the baseline they take alone.
+    report["cold_start_libraries"] = {
+        kind: {
+            "total_ms": round(measured_all[(f"libraries-{kind}", no_flags)]["total_ms"], 1),
+            "baseline_ms": round(baselines[kind]["total_ms"], 1),
+            "ratio": round(
+                measured_all[(f"libraries-{kind}", no_flags)]["total_ms"] / baselines[kind]["total_ms"], 2
+            ),
+        }
+        for kind in KINDS
+    }
     for section, flags in sections:
         report[section] = {}
         for name in functions:
@@ -306,12 +351,28 @@ def main() -> int:
                 f"baseline {r['baseline_ms']:6.0f} ms   ratio {r['ratio']:.2f}   "
                 f"(with every client: {r['baseline_all_clients_ms']:4.0f} ms, {r['ratio_all_clients']:.2f})"
             )
+    print("cold start, the baseline plus the libraries alone (Powertools, pydantic; no code of ours):")
+    for kind, r in report["cold_start_libraries"].items():
+        print(
+            f"  {kind:<10} {r['total_ms']:7.0f} ms   baseline {r['baseline_ms']:6.0f} ms"
+            f"   ratio {r['ratio']:.2f}"
+        )
     print("warm ingest per event, Lambda handler (vs json.loads + json.dumps + one Stubber put_events):")
     for name, r in report["warm_ingest"].items():
         print(
             f"  {name:<22} {r['bytes']:>8} B  {r['handler_ms']:8.3f} ms  "
             f"baseline {r['baseline_ms']:8.3f} ms  ratio {r['ratio']:.2f}  "
             f"(LogLevel=WARNING: {r['handler_warning_ms']:8.3f} ms, ratio {r['ratio_warning']:.2f})"
+        )
+    print(
+        "warm ingest at LogLevel=WARNING, where the time goes (ratios to the same baseline): "
+        "its PutEvents call alone / the service alone / the Lambda handler"
+    )
+    for name, r in report["warm_ingest"].items():
+        print(
+            f"  {name:<22} {r['put_events_ms']:8.3f} / {r['service_warning_ms']:8.3f} / "
+            f"{r['handler_warning_ms']:8.3f} ms   ratios {r['ratio_put_events']:.2f} / "
+            f"{r['ratio_service_warning']:.2f} / {r['ratio_warning']:.2f}"
         )
     m = report["peak_memory_4mb"]
     print(
