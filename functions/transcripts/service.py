@@ -137,9 +137,13 @@ def _put_transcript(s3: Any, bucket: str, key: str, body: dict[str, Any], versio
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
+            # Gone again (deleted after our refused create): create it. On AWS this role, which
+            # may not list the bucket, is answered 403 rather than 404 and raises instead; Lambda's
+            # retry then creates it. That is also why a new key is not looked up before it is
+            # written: every first close would be a 403.
             if exc.response["Error"]["Code"] not in _NOT_FOUND:
                 raise
-            condition = {"IfNoneMatch": "*"}  # gone again (a racing create failed, say): create
+            condition = {"IfNoneMatch": "*"}
             continue
         stored = head.get("Metadata", {})
         # An object from before versions were recorded has none: any other close replaces it.
