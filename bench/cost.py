@@ -132,7 +132,9 @@ def ingest_ms(log_level: str = "INFO") -> dict[str, float]:
 
 def consumer_figures() -> dict[str, dict[str, float]]:
     """Per topic: consumer CPU ms (measured when bench/consumers.py ran), DynamoDB write units
-    (measured base + index units; chat.close's missing messages are the model's) and read units."""
+    (measured base + index units; chat.close's missing messages are the model's), read units, and
+    for chat.close the S3 PUTs and GETs/HEADs of its first delivery (one conditional PUT when not
+    measured)."""
     latest = ROOT / "bench" / "results" / "latest.json"
     measured = json.loads(latest.read_text()).get("consumers", {}) if latest.exists() else {}
     close = measured.get(CLOSE_WRITES_CASE, {})
@@ -146,16 +148,8 @@ def consumer_figures() -> dict[str, dict[str, float]]:
             wcu = case["wcu"] + case.get("gsi_wcu", 0)
         rcu = float(case["rcu"]) if case else RCU[topic]
         out[topic] = {"cpu_ms": float(case.get("handler_ms", CONSUMER_CPU_MS)), "wcu": wcu, "rcu": rcu}
+    out["chat.close"] |= {"s3_puts": close.get("s3_puts", 1), "s3_gets": close.get("s3_gets", 0)}
     return out
-
-
-def close_s3_requests() -> tuple[int, int]:
-    """S3 PUTs and GETs/HEADs of a close's first delivery, as bench/consumers.py measured them (one
-    conditional PUT when it has not run)."""
-    latest = ROOT / "bench" / "results" / "latest.json"
-    measured = json.loads(latest.read_text()).get("consumers", {}) if latest.exists() else {}
-    close = measured.get(CLOSE_WRITES_CASE, {})
-    return int(close.get("s3_puts", 1)), int(close.get("s3_gets", 0))
 
 
 def per_million(front_door: str = "http_api", config: dict[str, Any] | None = None) -> dict[str, float]:
@@ -198,9 +192,11 @@ def per_million(front_door: str = "http_api", config: dict[str, Any] | None = No
     lines["DynamoDB writes"] = sum(MIX[t] * consumers[t]["wcu"] for t in MIX) * p["dynamodb_wcu_per_million"]
     lines["DynamoDB reads"] = sum(MIX[t] * consumers[t]["rcu"] for t in MIX) * p["dynamodb_rcu_per_million"]
     closes = MIX["chat.close"] * 1e6
-    puts, gets = close_s3_requests()
+    close = consumers["chat.close"]
     lines["S3 transcripts"] = (
-        closes * (puts * p["s3_put_per_thousand"] + gets * p["s3_get_per_thousand"]) / 1000
+        closes
+        * (close["s3_puts"] * p["s3_put_per_thousand"] + close["s3_gets"] * p["s3_get_per_thousand"])
+        / 1000
     )
     log_bytes = (PLATFORM_LOG_BYTES if config["PlatformLogLevel"] in ("DEBUG", "INFO") else 0) + (
         APP_LOG_BYTES if config["LogLevel"] in ("DEBUG", "INFO") else 0

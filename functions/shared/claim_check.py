@@ -20,6 +20,9 @@ SPILL_PREFIX = "spill/"
 QUARANTINE_PREFIX = "quarantine/"
 TRANSCRIPTS_PREFIX = "transcripts/"
 CONTENT_TYPE = "application/json"
+# The error codes S3 gives for a missing key (HEAD has no body, so only its status: "404"). A role
+# without s3:ListBucket on the bucket gets 403 instead.
+S3_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 # The field of a spill object that carries a claim-checked body (base64), for redrive to put back.
 SPILLED_BODY_FIELD = "claimCheckedBody"
 
@@ -86,7 +89,7 @@ def renew(s3: Any, detail: Any) -> bool:
             ChecksumAlgorithm="SHA256",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in S3_NOT_FOUND:
             raise ClaimCheckGoneError(f"s3://{bucket}/{key} has expired") from None
         raise
     return True

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from shared.chat_state import ChatUpdate, version_of
-from shared.claim_check import TRANSCRIPTS_PREFIX, resolve_webhook
+from shared.claim_check import S3_NOT_FOUND, TRANSCRIPTS_PREFIX, resolve_webhook
 from shared.envelope import BusDetail
 from shared.models import ChatClose
 from shared.observability import MetricUnit, in_threads, logger, metrics
@@ -32,7 +32,6 @@ _CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict
 # Attempts at replacing an object that keeps changing under us before the invocation fails (and
 # Lambda retries it).
 MAX_TRANSCRIPT_ATTEMPTS = 4
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 class TranscriptWriteConflictError(Exception):
@@ -141,7 +140,7 @@ def _put_transcript(s3: Any, bucket: str, key: str, body: dict[str, Any], versio
             # may not list the bucket, is answered 403 rather than 404 and raises instead; Lambda's
             # retry then creates it. That is also why a new key is not looked up before it is
             # written: every first close would be a 403.
-            if exc.response["Error"]["Code"] not in _NOT_FOUND:
+            if exc.response["Error"]["Code"] not in S3_NOT_FOUND:
                 raise
             condition = {"IfNoneMatch": "*"}
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
+import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.conftest import ROOT, TOPICS, Invocations
+from shared.claim_check import S3_NOT_FOUND
+from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tests.lambda_context import FakeLambdaContext
 from tools.stack import Clients, Deployment, deploy
 
@@ -34,13 +36,6 @@ S3_ACTIONS = {
     "HeadObject": "GetObject",
     "ListObjectsV2": "ListBucket",
     "ListObjectVersions": "ListBucketVersions",
-}
-HANDLERS = {
-    "IngestFunction": "ingest",
-    "ChatsFunction": "chats",
-    "MessagesFunction": "messages",
-    "ScenariosFunction": "scenarios",
-    "TranscriptsFunction": "transcripts",
 }
 
 
@@ -60,7 +55,7 @@ class Calls:
 
     def after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         call = context.get("permissions.call")
-        missing = parsed.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+        missing = parsed.get("Error", {}).get("Code") in S3_NOT_FOUND
         if call is not None and call[0] == "s3:GetObject" and missing:
             self.not_found.append(call)
 
@@ -187,7 +182,8 @@ def run(deployment: Deployment, function: str, events: list[dict[str, Any]], **e
     saved = dict(os.environ)
     os.environ.update(deployment.functions[function].environment, **environment)
     try:
-        module = __import__(f"{HANDLERS[function]}.app", fromlist=["lambda_handler"])
+        module_name, handler_name = deployment.functions[function].handler.rsplit(".", 1)
+        module = importlib.import_module(module_name)
         if function == "IngestFunction":
             module.service.cache_clear()
         else:
@@ -195,7 +191,7 @@ def run(deployment: Deployment, function: str, events: list[dict[str, Any]], **e
 
             consumer.forget_clients()
         for event in events:
-            module.lambda_handler(event, FakeLambdaContext())
+            getattr(module, handler_name)(event, FakeLambdaContext())
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -228,7 +224,7 @@ def check(deployment: Deployment, calls: Calls, function: str) -> set[str]:
 
 def test_ingest_calls_are_allowed(stack: Stack) -> None:
     deployment, calls = stack.deployment, stack.calls
-    bodies = [(ROOT / "events" / "webhooks" / f"{topic}.json").read_bytes() for topic in TOPICS]
+    bodies = [sample_bytes(topic) for topic in TOPICS]
     # Accepted (every sample), claim-checked (a small threshold), quarantined (not JSON).
     run(deployment, "IngestFunction", [_api(body) for body in bodies])
     run(deployment, "IngestFunction", [_api(bodies[0])], CLAIM_CHECK_THRESHOLD_BYTES="100")
@@ -246,9 +242,7 @@ def test_ingest_spill_is_allowed(stack: Stack) -> None:
     deployment, calls = stack.deployment, stack.calls
     stack.own.events.delete_event_bus(Name=deployment.outputs["EventBusName"])  # the bus is gone
     calls.made.clear()
-    run(
-        deployment, "IngestFunction", [_api((ROOT / "events" / "webhooks" / "chat.create.json").read_bytes())]
-    )
+    run(deployment, "IngestFunction", [_api(sample_bytes("chat.create"))])
     assert any(a == "s3:PutObject" and "/spill/" in r for a, r in calls.made)  # it spilled
     check(deployment, calls, "IngestFunction")
 
