@@ -157,3 +157,29 @@ def python_in_functions(code: str, env: dict[str, str]) -> str:
         check=True,
     )
     return result.stdout.strip()
+
+
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+
+
+def samcli_probe(*args: str) -> Any:
+    """What SAM CLI's own code answers (tests/samcli_probe.py in the SAM CLI's venv), in an
+    environment without the shell's AWS settings, which SAM would pass on to declared variables."""
+    assert SAM_PYTHON.exists(), "run `make setup` for the SAM CLI venv"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(ROOT / ".local" / "samcli-home"),
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    result = subprocess.run(
+        [str(SAM_PYTHON), str(ROOT / "tests" / "samcli_probe.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

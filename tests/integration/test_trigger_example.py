@@ -22,14 +22,20 @@ EXAMPLE = ROOT / "examples" / "low-rating-alert"
 BUS = "ebbot-webhooks-dev-bus"
 
 
-def rule_pattern(max_rating: int = 2) -> dict[str, Any]:
-    """The rule's pattern as written in the example template, with its parameter filled in."""
+def rule_pattern() -> dict[str, Any]:
+    """The rule's pattern as written in the example template, with the main stack's export it
+    imports (its EventSource output) filled in as CloudFormation would: the main template's default."""
     template = load_template(EXAMPLE / "template.yaml")
     pattern = template["Resources"]["LowRatingFunction"]["Properties"]["Events"]["LowRating"]["Properties"][
         "Pattern"
     ]
-    text = json.dumps(pattern).replace('{"Ref": "MaxRating"}', str(max_rating))
-    result: dict[str, Any] = json.loads(text)
+    main = load_template()
+    export = main["Outputs"]["EventSource"]
+    assert export["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-EventSource"}
+    assert export["Value"] == {"Ref": "EventSource"}
+    imported = {"Fn::ImportValue": {"Fn::Sub": "${WebhooksStackName}-EventSource"}}
+    assert pattern["source"] == [imported]
+    result: dict[str, Any] = {**pattern, "source": [main["Parameters"]["EventSource"]["Default"]]}
     return result
 
 

@@ -49,16 +49,6 @@ def test_sample_ids_are_distinct_and_realistic() -> None:
         assert body["botId"].islower()
 
 
-def test_env_json_names_every_environment_variable_the_ingest_settings_need() -> None:
-    env = json.loads((ROOT / "events" / "env.json").read_text())
-    merged = {**env["Parameters"], **env["IngestFunction"]}
-    from shared.settings import IngestSettings
-
-    settings = IngestSettings.from_env(merged)
-    assert settings.event_bus_name
-    assert settings.token_secret_id
-
-
 @pytest.mark.parametrize("topic", TOPICS)
 def test_eventbridge_event_parses_with_the_consumers_model(topic: str) -> None:
     event = json.loads((ROOT / "events" / "eventbridge" / f"{topic}.json").read_text())

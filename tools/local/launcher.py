@@ -261,7 +261,7 @@ def start(settings: Settings) -> LocalStack:
     if not settings.template.exists():
         raise LocalStackError(f"no template at {settings.template}")
     state_dir = settings.state_dir
-    for stale in ("ready", "state.json", "outputs.json", "routes.json"):
+    for stale in ("ready", "state.json", "outputs.json", "routes.json", *SAM_ENV_FILES):
         path = state_dir / stale
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     (state_dir / "ready").mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,36 @@ def _write_outputs(settings: Settings, deployment: Deployment) -> dict[str, Any]
     )
     outputs.pop("EventArchiveName", None)  # moto reports an object's repr here
     (settings.state_dir / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n")
+    _write_sam_env_files(settings, deployment)
     return outputs
+
+
+# Where a Lambda container run by `sam local invoke` finds this machine's loopback: itself, with
+# `--docker-network host` on Linux; Docker Desktop's name for the host elsewhere.
+SAM_ENV_FILES = {"env.json": "127.0.0.1", "env.docker-desktop.json": "host.docker.internal"}
+
+
+def sam_env(deployment: Deployment, endpoint: str) -> dict[str, dict[str, str]]:
+    """`sam local invoke --env-vars` for this stack: each function's environment as deployed here
+    (the real resource names, where SAM alone would give logical ids), and the AWS endpoint.
+
+    SAM passes on only the variables the template declares for the function (the template
+    declares AWS_ENDPOINT_URL, empty, for this), and sets AWS_REGION from its own --region."""
+    return {
+        logical: {
+            **{k: str(v) for k, v in function.environment.items()},
+            "AWS_ENDPOINT_URL": endpoint,
+            # No X-Ray daemon beside a local container.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        for logical, function in sorted(deployment.functions.items())
+    }
+
+
+def _write_sam_env_files(settings: Settings, deployment: Deployment) -> None:
+    for name, host in SAM_ENV_FILES.items():
+        environment = sam_env(deployment, f"http://{host}:{settings.aws_port}")
+        (settings.state_dir / name).write_text(json.dumps(environment, indent=2) + "\n")
 
 
 def banner(stack: LocalStack) -> str:
@@ -384,6 +413,7 @@ def banner(stack: LocalStack) -> str:
         f"  Table           {o.get('TableName')}",
         f"  Bucket          {o.get('DataBucketName')}",
         f"  Outputs         {s.state_dir / 'outputs.json'}    Logs: {s.state_dir / 'logs'}/",
+        f"  sam local       --env-vars {s.state_dir / 'env.json'}   (README, \"Run one function\")",
         "",
         "Try:",
         f"  curl -s -X POST {s.webhook_url}/{s.token} -H 'content-type: application/json' \\",
