@@ -13,7 +13,7 @@ import time
 T0 = time.perf_counter()
 
 # What each function calls on its first invocation, in order, per service. The baselines create the
-# same clients: the functions make their S3 client only when an event needs S3 (shared/lazy_client.py).
+# same clients: the functions make their S3 client only when an event needs S3 (shared/runtime/clients.py).
 CALLS = {
     "ingest": {
         "secretsmanager": [("get_secret_value", {"SecretString": json.dumps({"token": "b" * 32})})],
@@ -76,7 +76,7 @@ TRACED_ENV = {
 def import_libraries(*, consumer: bool) -> None:
     """`libraries-*`: the baseline plus what every function of its kind imports from its libraries,
     and no code of ours: Powertools' logger and metrics (with tracing off, as here, no tracer:
-    shared/observability.py), pydantic with one model built, and for a consumer Powertools'
+    shared/runtime/observability.py), pydantic with one model built, and for a consumer Powertools'
     parser and its EventBridge model. The best any function built on them could do."""
     from aws_lambda_powertools import Logger, Metrics
     from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: F401

@@ -220,7 +220,7 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     from botocore.stub import Stubber
 
     from bench.run import best_of, transcript_body
-    from shared import consumer
+    from shared.runtime import consumer
     from tools.local.runtime import LambdaContext
 
     table = deployment.outputs["TableName"]
@@ -229,7 +229,7 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     os.environ.update(TABLE_NAME=table, BUCKET_NAME=deployment.outputs["DataBucketName"])
     handler = __import__(f"{package}.app", fromlist=["lambda_handler"]).lambda_handler
     consumer.forget_clients()
-    store_ddb, s3 = consumer.store()._ddb, consumer.s3_client()
+    store_ddb, s3 = consumer.store()._ddb, consumer.store().bucket.s3
     event = json.loads((ROOT / "events" / "eventbridge" / f"{topic.split()[0]}.json").read_text())
     if topic.endswith("KB"):
         body = transcript_body(100 * 1024)
@@ -251,8 +251,8 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
             s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
     if package in ("chats", "transcripts") and topic != "chat.create":
         from chats.service import apply_chat_event
-        from shared.chat_state import CHAT_STATE_TOPICS
-        from shared.consumer import WebhookEvent
+        from shared.runtime.consumer import WebhookEvent
+        from shared.storage.chat_state import CHAT_STATE_TOPICS
 
         newest = int(event["detail"]["metadata"]["occurredAtNs"]) - 1_000_000
         for other in CHAT_STATE_TOPICS:
@@ -260,7 +260,7 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
                 sample = json.loads((ROOT / "events" / "eventbridge" / f"{other}.json").read_text())
                 stamp = sample["detail"]["metadata"]
                 stamp["occurredAtNs"] = str(min(int(stamp["occurredAtNs"]), newest))  # the case is newest
-                apply_chat_event(WebhookEvent.model_validate(sample).detail, consumer.store(), s3)
+                apply_chat_event(WebhookEvent.model_validate(sample).detail, consumer.store())
     for delivery in ("first", "again"):
         before = partition(ddb, table, event)
         recorder = Recorder(store_ddb, s3)

@@ -84,7 +84,7 @@ CLOSE_WRITES_CASE = "TranscriptsFunction chat.close 100 KB (first)"
 PLATFORM_LOG_BYTES = 350  # Lambda's START, END and REPORT lines (JSON), at PlatformLogLevel INFO
 APP_LOG_BYTES = 350  # our one INFO line per invocation, at LogLevel INFO
 # Metric lines (embedded metric format) are written only off the happy path (refusals, spills,
-# duplicates: shared/observability.py), so none in this mix, at any LogLevel.
+# duplicates: shared/runtime/observability.py), so none in this mix, at any LogLevel.
 XRAY_SAMPLED = 0.05  # X-Ray's default sampling at volume
 # ArchiveRetentionDays 0 keeps events forever; the model counts a year of storage then.
 FOREVER_MONTHS = 12

@@ -112,7 +112,7 @@ def _ingest() -> tuple[Any, Any, Any]:
     from ingest.app import EVENTS_CONFIG
     from ingest.auth import TokenVerifier
     from ingest.service import IngestService
-    from shared.settings import IngestSettings
+    from shared.runtime.settings import IngestSettings
 
     events = boto3.client("events", region_name="us-east-1", config=EVENTS_CONFIG)  # as the handler's
     s3 = boto3.client("s3", region_name="us-east-1")
@@ -140,7 +140,8 @@ def peak_memory(size: int = 4 * 1024 * 1024) -> dict[str, Any]:
     from botocore.stub import Stubber
 
     service, events, s3 = _ingest()  # first: it sets the environment the modules read at import
-    from ingest.service import HttpRequest
+    from ingest.app import respond
+    from ingest.request import HttpRequest
 
     raw = transcript_body(size)
     text = raw.decode()
@@ -148,7 +149,7 @@ def peak_memory(size: int = 4 * 1024 * 1024) -> dict[str, Any]:
     def handler() -> None:
         s3_stub.add_response("put_object", {})
         events_stub.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})
-        response = service.handle(HttpRequest(text, False, {}, "t" * 32))
+        response = respond(service, HttpRequest(text, False, {}, "t" * 32))
         assert response.status == 202, response.body
 
     def baseline() -> None:
@@ -180,7 +181,7 @@ def warm() -> dict[str, Any]:
 
     service, events, _ = _ingest()  # first: it sets the environment the modules read at import
     from ingest import app
-    from shared.observability import logger
+    from shared.runtime.observability import logger
     from tests.lambda_context import FakeLambdaContext
 
     app.service = lambda: service  # type: ignore[assignment]  # the Stubber-answered clients
@@ -237,15 +238,15 @@ def warm() -> dict[str, Any]:
 
             def service_only(request: Any = request) -> None:
                 stub.add_response("put_events", ok)
-                assert service.handle(request).status == 202
+                assert service.handle(request).outcome == "accepted"
 
             def put_events_only(params: dict[str, Any] = sent[-1]) -> None:
                 stub.add_response("put_events", ok)
                 events.put_events(**params)
 
             results[name] = {"bytes": len(raw)}
-            # At the template's default LogLevel (INFO: the handler's one line per webhook, about
-            # 0.1 ms of Powertools' JSON formatting here) and at LogLevel=WARNING (none).
+            # At the template's default LogLevel (INFO: the handler's one line per webhook) and at
+            # LogLevel=WARNING (none).
             for level, suffix in (("INFO", ""), ("WARNING", "_warning")):
                 logger.setLevel(level)
                 if level == "WARNING":
@@ -302,7 +303,7 @@ def main() -> int:
             + [(name, flags) for _, flags in sections for name in functions]
         )
     # The baseline makes the clients the function's cold path makes (S3 is made on first use:
-    # shared/lazy_client.py); the `_all` one every client the function uses, S3 included, as the
+    # shared/runtime/clients.py); the `_all` one every client the function uses, S3 included, as the
     # baseline did before S3 became lazy.
     baselines = {kind: measured_all[(f"baseline-{kind}", no_flags)] for kind in KINDS}
     baselines_all = {kind: measured_all[(f"baseline-{kind}-all", no_flags)] for kind in KINDS}

@@ -86,7 +86,7 @@ def clients_made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def log_output() -> Iterator[io.StringIO]:
     """What the functions' Powertools logger writes during the test. Its handler keeps the stream
     it was made with (pytest's, at import), so capsys never sees these lines."""
-    from shared.observability import logger
+    from shared.runtime.observability import logger
 
     buffer = io.StringIO()
     previous = logger.registered_handler.setStream(buffer)
@@ -105,7 +105,7 @@ def metric_lines_in(text: str) -> list[dict[str, Any]]:
 def fresh_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     """Powertools keeps metrics in one process-wide set until a handler flushes them: what other
     tests added without flushing is dropped, with anything printed before the test."""
-    from shared.observability import metrics
+    from shared.runtime.observability import metrics
 
     metrics.clear_metrics()
     capsys.readouterr()

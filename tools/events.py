@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.envelope import build_metadata
-from shared.models import parse_webhook
-from shared.timestamps import ns_to_iso
+from shared.contract.models import build_metadata, parse_webhook
+from shared.contract.timestamps import ns_to_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

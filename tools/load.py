@@ -130,7 +130,7 @@ def stored(outputs: dict[str, Any], chat_ids: set[str]) -> tuple[dict[str, dict[
     """chat id -> {status, messages, transcriptKey} for these chats, and their transcript keys."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    from tools.__main__ import _aws as client
+    from tools.running import aws_client as client
 
     deserializer = TypeDeserializer()
     chats: dict[str, dict[str, Any]] = {}
@@ -178,7 +178,7 @@ def check(plan_: Plan, outputs: dict[str, Any]) -> list[str]:
 
 def wait_until_exact(plan_: Plan, outputs: dict[str, Any], timeout_s: float) -> tuple[list[str], float]:
     """Wait until nothing is on its way (cheap status calls), then compare the stored state once."""
-    from tools.__main__ import CommandError, wait_until_drained
+    from tools.running import CommandError, wait_until_drained
 
     started = time.monotonic()
     try:
@@ -214,7 +214,7 @@ class BacklogWatch:
         self._thread.join()
 
     def _run(self) -> None:
-        from tools.__main__ import in_flight, pipeline_status
+        from tools.running import in_flight, pipeline_status
 
         while not self._stop.wait(self._every_s):
             with contextlib.suppress(OSError):
@@ -228,7 +228,7 @@ def measure(
     POST rate; end-to-end rate (all webhooks from the first POST until nothing is left in flight);
     POST latency; receipt-to-stored latency (the ingest function's receipt of the webhook to the
     consumer's success, reported by the functions); the backlog sampled while posting."""
-    from tools.__main__ import pipeline_status
+    from tools.running import pipeline_status
 
     work = plan(chats, seed=seed)
     pipeline_status(outputs, take_latencies=True)  # forget earlier runs' latencies
@@ -273,7 +273,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.__main__ import running_outputs
+    from tools.running import running_outputs
 
     parser = argparse.ArgumentParser(prog="python -m tools.load", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--chats", type=int, default=300)

@@ -9,7 +9,7 @@
 
 Each object or message is deleted only after its delivery succeeded. Consumers are idempotent, so
 a delivery repeated after a crash between delivery and delete is harmless. A claim-checked event's
-body is rewritten in place before the event goes out (`shared.claim_check.renew`), so its expiry
+body is rewritten in place before the event goes out (`shared.storage.claim_check.renew`), so its expiry
 starts again and a second failure and wait cannot outlive it; an event whose body has already
 expired is kept and reported, not delivered (a spilled one carries a copy of its body and has it put
 back).
@@ -27,14 +27,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.bus import BusPublisher
-from shared.claim_check import (
-    SPILL_PREFIX,
-    SPILLED_BODY_FIELD,
-    ClaimCheckGoneError,
-    check_in_again,
-    renew,
-)
+from shared.storage.bucket import SPILL_PREFIX, SPILLED_BODY_FIELD
+from shared.storage.bus import BusPublisher
+from shared.storage.claim_check import ClaimCheckGoneError, check_in_again, renew
 
 
 class Deliverer(Protocol):
@@ -203,11 +198,11 @@ def main(args: argparse.Namespace) -> int:
         return 2
     deliverer: Deliverer
     if args.local:
-        from tools.__main__ import _aws, _state_dir, running_outputs
+        from tools.running import aws_client, running_outputs, state_dir
 
         outputs = running_outputs()
-        routes = json.loads((_state_dir() / "routes.json").read_text())
-        s3, sqs, events = _aws(outputs, "s3"), _aws(outputs, "sqs"), _aws(outputs, "events")
+        routes = json.loads((state_dir() / "routes.json").read_text())
+        s3, sqs, events = aws_client(outputs, "s3"), aws_client(outputs, "sqs"), aws_client(outputs, "events")
         deliverer = LocalDeliverer(routes)
     else:
         cloudformation = boto3.client("cloudformation")

@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chats.service import apply_chat_event
-from shared.consumer import CORRELATION_PATH, WebhookEvent, s3_client, store
-from shared.observability import logger, metrics, tracer
+from shared.runtime.consumer import CORRELATION_PATH, WebhookEvent, store
+from shared.runtime.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH, log_event=False)
@@ -17,5 +17,5 @@ from shared.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=WebhookEvent)
 def lambda_handler(event: WebhookEvent, context: LambdaContext) -> dict[str, Any]:
-    written = apply_chat_event(event.detail, store(), s3_client())
+    written = apply_chat_event(event.detail, store())
     return {"deliveryId": event.detail.metadata.deliveryId, "written": written}

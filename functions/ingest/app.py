@@ -1,12 +1,15 @@
 """Ingest Lambda: the HTTP API's POST /webhook and POST /webhook/{token} routes.
 
-Thin on purpose: wire Powertools, turn the API Gateway event into an HttpRequest, call the service
-and map its response. The token and the raw path never reach a log line or a trace.
+Thin on purpose: wire Powertools, turn the API Gateway event into an HttpRequest, call the service,
+and map what it returns or raises to an HTTP answer, here and nowhere else (STATUS). The token and
+the raw path never reach a log line or a trace.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -15,17 +18,49 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from ingest.auth import TokenVerifier
-from ingest.service import HttpRequest, HttpResponse, IngestService
-from shared.lazy_client import LazyClient
-from shared.observability import logger, metrics, tracer
-from shared.settings import IngestSettings
+from ingest.errors import (
+    AuthUnavailableError,
+    BodyTooLargeError,
+    BotNotAllowedError,
+    NotAuthenticatedError,
+    NotDurableError,
+    UnsupportedEncodingError,
+    WebhookError,
+    WebhookInvalidError,
+)
+from ingest.request import HttpRequest
+from ingest.service import IngestService
+from shared.runtime.clients import LazyClient
+from shared.runtime.observability import logger, metrics, tracer
+from shared.runtime.settings import IngestSettings
 
 # Fail fast and let the service spill: a webhook sender will not wait long, and Lambda bills the wait.
 _AWS_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
-# PutEvents runs once per webhook, and botocore's client-side check of its parameters walks every
-# entry again: 10-20% of a warm invocation (bench/run.py). Our entries are built here, never from
-# input, and EventBridge checks them anyway; a refusal is a ClientError that spills like any other.
+# botocore's client-side check of PutEvents' parameters walks every entry again, on every webhook
+# (docs/decisions.md, "Warm ingest: no second validation of what ingest builds itself"). Our
+# entries are built here, never from input, and EventBridge checks them anyway; a refusal is a
+# ClientError that spills like any other.
 EVENTS_CONFIG = _AWS_CONFIG.merge(Config(parameter_validation=False))
+
+# Every refusal's HTTP status. 503 only when nothing could be made durable: the one a sender may retry.
+STATUS: dict[type[WebhookError], int] = {
+    WebhookInvalidError: 400,
+    NotAuthenticatedError: 401,
+    BotNotAllowedError: 403,
+    BodyTooLargeError: 413,
+    UnsupportedEncodingError: 415,
+    AuthUnavailableError: 503,
+    NotDurableError: 503,
+}
+# Field problems listed in a 400 answer at most.
+MAX_FIELDS_IN_ANSWER = 20
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
 
 
 @cache
@@ -44,6 +79,26 @@ def service() -> IngestService:
         events=boto3.client("events", config=EVENTS_CONFIG),
         s3=LazyClient("s3", _AWS_CONFIG),
     )
+
+
+def respond(ingest: IngestService, request: HttpRequest) -> HttpResponse:
+    """The HTTP answer to one request: 202 with the delivery id, or the refusal's status and code."""
+    try:
+        accepted = ingest.handle(request)
+    except WebhookError as exc:
+        return error_response(exc)
+    return HttpResponse(202, {"deliveryId": accepted.delivery_id, "status": accepted.outcome})
+
+
+def error_response(error: WebhookError) -> HttpResponse:
+    status = next(STATUS[kind] for kind in type(error).__mro__ if kind in STATUS)
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.problems:
+        body["fields"] = [
+            {"field": p.field, "code": p.code, "message": p.message}
+            for p in error.problems[:MAX_FIELDS_IN_ANSWER]
+        ]
+    return HttpResponse(status, {"error": body})
 
 
 def to_request(event: dict[str, Any]) -> HttpRequest:
@@ -76,6 +131,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = to_request(event)
     # Log lines correlate by API Gateway's request id (`requestContext.requestId`, Powertools'
     # API_GATEWAY_HTTP path), read here: a correlation_id_path is a JMESPath search on every
-    # invocation, about a tenth of a warm one in a profile.
+    # invocation (docs/decisions.md, "The warm bench times the Lambda handler").
     logger.set_correlation_id(request.request_id)
-    return to_api_gateway(service().handle(request))
+    return to_api_gateway(respond(service(), request))

@@ -16,13 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from shared.observability import logger
+from ingest.errors import AuthUnavailableError
+from shared.runtime.observability import logger
 
 MIN_TOKEN_LENGTH = 16
-
-
-class AuthUnavailableError(Exception):
-    """The token secret could not be read, so no request can be authenticated."""
 
 
 def parse_tokens(secret: str) -> tuple[bytes, ...]:
@@ -96,7 +93,7 @@ class TokenVerifier:
                 secret = self._load_secret()
             except Exception as exc:
                 if self._tokens is None:
-                    raise AuthUnavailableError(type(exc).__name__) from exc
+                    raise AuthUnavailableError from exc
                 # Keep serving the tokens we had rather than turning a Secrets Manager outage into
                 # 401s, and wait a full interval before asking again.
                 logger.warning("token secret refresh failed; keeping cached tokens", error=type(exc).__name__)

@@ -1,7 +1,8 @@
-"""From an HTTP request body to a JSON object, refusing precisely what AWS would refuse later.
+"""The request as the service reads it, and from its body to a JSON object, refusing precisely
+what AWS would refuse later.
 
-Each refusal is an HttpError with a stable code. Messages name field paths and positions, never the
-values: the body is personal data.
+Each refusal is a typed error (ingest.errors) with a stable code. Messages name field paths and
+positions, never the values: the body is personal data.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import binascii
 import json
 import math
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import FieldProblem, format_path
+from ingest.errors import BodyTooLargeError, UnsupportedEncodingError
+from shared.contract.errors import FieldProblem, WebhookInvalidError, format_path
 
 # Ebbot's payloads are at most a handful of levels deep; anything past this is hostile.
 MAX_DEPTH = 64
@@ -24,15 +27,15 @@ FLOAT_MAX, FLOAT_MIN_NONZERO = 9.9999999999999999e125, 1e-130
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(slots=True)
-class HttpError(Exception):
-    status: int
-    code: str
-    message: str
-    problems: list[FieldProblem] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """What the service needs from the HTTP API event. Header names are lower-case."""
 
-    def __str__(self) -> str:
-        return f"{self.status} {self.code}: {self.message}"
+    body: str | None
+    is_base64: bool
+    headers: Mapping[str, str]
+    path_token: str | None
+    request_id: str | None = None
 
 
 class _OutOfRange:
@@ -47,15 +50,15 @@ _OUT_OF_RANGE = _OutOfRange()
 def decode_body(body: str | None, *, is_base64: bool, content_encoding: str | None, max_bytes: int) -> bytes:
     """The body's bytes after transfer encodings (base64 from API Gateway, gzip from the sender)."""
     if not body:
-        raise HttpError(400, "empty_body", "the request has no body")
+        raise WebhookInvalidError("empty_body", "the request has no body")
     if is_base64:
         if len(body) > (max_bytes + 2) // 3 * 4 + 4:
             raise _too_large(max_bytes)
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            raise HttpError(
-                400, "invalid_base64", "the body is marked base64 but is not valid base64"
+            raise WebhookInvalidError(
+                "invalid_base64", "the body is marked base64 but is not valid base64"
             ) from None
     else:
         if len(body) > max_bytes:
@@ -63,16 +66,16 @@ def decode_body(body: str | None, *, is_base64: bool, content_encoding: str | No
         try:
             raw = body.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise HttpError(
-                400, "invalid_utf8", f"the body is not valid UTF-8 (at character {exc.start})"
+            raise WebhookInvalidError(
+                "invalid_utf8", f"the body is not valid UTF-8 (at character {exc.start})"
             ) from None
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
     return _decompress(raw, content_encoding, max_bytes)
 
 
-def _too_large(max_bytes: int) -> HttpError:
-    return HttpError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+def _too_large(max_bytes: int) -> BodyTooLargeError:
+    return BodyTooLargeError("body_too_large", f"the body is larger than {max_bytes} bytes")
 
 
 def _decompress(raw: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
@@ -81,18 +84,18 @@ def _decompress(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
     if not encodings:
         return raw
     if encodings not in (["gzip"], ["x-gzip"]):
-        raise HttpError(
-            415, "unsupported_content_encoding", "only gzip content encoding is supported (or none)"
+        raise UnsupportedEncodingError(
+            "unsupported_content_encoding", "only gzip content encoding is supported (or none)"
         )
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(raw, max_bytes + 1)
     except zlib.error:
-        raise HttpError(400, "invalid_gzip", "the body is marked gzip but is not valid gzip") from None
+        raise WebhookInvalidError("invalid_gzip", "the body is marked gzip but is not valid gzip") from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise HttpError(413, "body_too_large", f"the decompressed body is larger than {max_bytes} bytes")
+        raise BodyTooLargeError("body_too_large", f"the decompressed body is larger than {max_bytes} bytes")
     if not inflater.eof:
-        raise HttpError(400, "invalid_gzip", "the gzip body is truncated")
+        raise WebhookInvalidError("invalid_gzip", "the gzip body is truncated")
     return out
 
 
@@ -122,14 +125,16 @@ def parse_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8-sig") if raw.startswith(UTF8_BOM) else raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise HttpError(400, "invalid_utf8", f"the body is not valid UTF-8 (at byte {exc.start})") from None
+        raise WebhookInvalidError(
+            "invalid_utf8", f"the body is not valid UTF-8 (at byte {exc.start})"
+        ) from None
     try:
         document = json.loads(
             text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
         )
     except json.JSONDecodeError as exc:
-        raise HttpError(
-            400, "invalid_json", f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        raise WebhookInvalidError(
+            "invalid_json", f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:
         raise _too_deep("(body)") from None
@@ -137,9 +142,8 @@ def parse_json(raw: bytes) -> Any:
     return document
 
 
-def _too_deep(path: str) -> HttpError:
-    return HttpError(
-        400,
+def _too_deep(path: str) -> WebhookInvalidError:
+    return WebhookInvalidError(
         "too_deep",
         f"{path}: the body nests deeper than {MAX_DEPTH} levels",
         [FieldProblem("too_deep", path, f"nests deeper than {MAX_DEPTH} levels")],
@@ -195,11 +199,10 @@ def _name_the_problem(document: Any) -> None:
                 raise _out_of_range((*path, key))
 
 
-def _out_of_range(path: tuple[int | str, ...]) -> HttpError:
+def _out_of_range(path: tuple[int | str, ...]) -> WebhookInvalidError:
     where = format_path(path)
     message = "number outside what EventBridge and DynamoDB accept (NaN, Infinity, beyond int64 or 1e126)"
-    return HttpError(
-        400,
+    return WebhookInvalidError(
         "number_out_of_range",
         f"{where}: {message}",
         [FieldProblem("number_out_of_range", where, message)],

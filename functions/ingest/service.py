@@ -1,9 +1,10 @@
 """The ingest service: authenticate, size, parse, validate, then make the webhook durable.
 
-Order matters: an unauthenticated request is answered before anything is read, parsed or written.
+Order matters: an unauthenticated request is refused before anything is read, parsed or written.
 After that nothing is dropped: an accepted webhook goes on the bus (its body in S3 when large), or
-to S3 spill when the bus is down; an authenticated but invalid one is kept in S3 quarantine. 503 is
-answered only when nothing could be made durable, so a retrying sender can try again.
+to S3 spill when the bus is down; an authenticated but invalid one is kept in S3 quarantine. Every
+refusal is a typed error (ingest.errors); the handler decides what HTTP answer each one gets, and
+NotDurableError (nothing could be made durable) is the only one a retrying sender should retry.
 """
 
 from __future__ import annotations
@@ -13,28 +14,35 @@ import binascii
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token
-from ingest.request import HttpError, decode_body, parse_json
-from shared.bus import BusPublisher, BusUnavailableError
-from shared.claim_check import (
+from ingest.auth import TokenVerifier, bearer_token
+from ingest.errors import (
+    KEPT_IN_QUARANTINE,
+    AuthUnavailableError,
+    BotNotAllowedError,
+    NotAuthenticatedError,
+    NotDurableError,
+    WebhookError,
+    WebhookInvalidError,
+)
+from ingest.request import HttpRequest, decode_body, parse_json
+from shared.contract.models import Webhook, build_metadata, parse_webhook
+from shared.runtime.observability import MetricUnit, logger, metrics
+from shared.runtime.settings import IngestSettings
+from shared.storage.bucket import (
     CLAIM_CHECK_PREFIX,
     QUARANTINE_PREFIX,
     SPILL_PREFIX,
     SPILLED_BODY_FIELD,
-    check_in,
     object_key,
 )
-from shared.envelope import build_metadata
-from shared.errors import FieldProblem, WebhookInvalidError
-from shared.models import Webhook, parse_webhook
-from shared.observability import MetricUnit, logger, metrics
-from shared.settings import IngestSettings
+from shared.storage.bus import BusPublisher, BusUnavailableError
+from shared.storage.claim_check import check_in
 
 # EventBridge's hard limit per entry (since 2026-01-29); what is above the claim-check threshold
 # but below this may still travel inline if S3 is down.
@@ -44,33 +52,11 @@ ENTRY_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """What the service needs from the HTTP API event. Header names are lower-case."""
+class Accepted:
+    """A webhook made durable: on the bus ("accepted"), or spilled to S3 for a redrive ("spilled")."""
 
-    body: str | None
-    is_base64: bool
-    headers: Mapping[str, str]
-    path_token: str | None
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    body: dict[str, Any]
-    headers: Mapping[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
-
-
-def error_response(
-    status: int, code: str, message: str, problems: list[FieldProblem] | None = None
-) -> HttpResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if problems:
-        error["fields"] = [{"field": p.field, "code": p.code, "message": p.message} for p in problems[:20]]
-    return HttpResponse(status, {"error": error})
-
-
-UNAUTHORIZED = HttpResponse(401, {"error": {"code": "unauthorized", "message": "Unauthorized"}})
+    delivery_id: str
+    outcome: str
 
 
 class IngestService:
@@ -92,59 +78,53 @@ class IngestService:
         self._clock_ns = clock_ns
         self._new_id = new_id
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
+    def handle(self, request: HttpRequest) -> Accepted:
+        """Make one webhook durable, or raise the WebhookError that says why not (ingest.errors)."""
         # 1. Authenticate: nothing is read, parsed or written for a stranger.
-        try:
-            authorised = self._verifier.verify(
-                request.path_token, bearer_token(request.headers.get("authorization"))
-            )
-        except AuthUnavailableError as exc:
-            logger.error("token secret unavailable", error=str(exc))
-            metrics.add_metric(name="AuthUnavailable", unit=MetricUnit.Count, value=1)
-            return error_response(503, "auth_unavailable", "cannot authenticate right now; retry later")
-        if not authorised:
-            metrics.add_metric(name="WebhooksUnauthorized", unit=MetricUnit.Count, value=1)
-            return UNAUTHORIZED
-
+        self._authenticate(request)
         received_ns = self._clock_ns()
         delivery_id = self._new_id()
-        # 2. Size, then 3. parse and validate.
+        raw: bytes | None = None
         try:
+            # 2. Size, then 3. parse and validate, then make it durable.
             raw = decode_body(
                 request.body,
                 is_base64=request.is_base64,
                 content_encoding=request.headers.get("content-encoding"),
                 max_bytes=self._settings.max_body_bytes,
             )
-        except HttpError as exc:
-            return self._reject(exc, request, received_ns, delivery_id)
-        try:
             document = parse_json(raw)
             webhook = parse_webhook(document)
             self._check_bot(webhook)
-        except WebhookInvalidError as exc:
-            return self._reject(
-                HttpError(400, exc.code, exc.message, exc.problems), request, received_ns, delivery_id, raw
-            )
-        except HttpError as exc:
-            return self._reject(exc, request, received_ns, delivery_id, raw)
-
-        metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
-        try:
+            metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
             return self._make_durable(document, metadata, raw, received_ns)
-        except HttpError as exc:
-            return self._reject(exc, request, received_ns, delivery_id, raw)
+        except WebhookError as exc:
+            self._reject(exc, request, received_ns, delivery_id, raw)
+            raise
+
+    def _authenticate(self, request: HttpRequest) -> None:
+        try:
+            authorised = self._verifier.verify(
+                request.path_token, bearer_token(request.headers.get("authorization"))
+            )
+        except AuthUnavailableError as exc:
+            logger.error("token secret unavailable", error=type(exc.__cause__).__name__)
+            metrics.add_metric(name="AuthUnavailable", unit=MetricUnit.Count, value=1)
+            raise
+        if not authorised:
+            metrics.add_metric(name="WebhooksUnauthorized", unit=MetricUnit.Count, value=1)
+            raise NotAuthenticatedError
 
     def _check_bot(self, webhook: Webhook) -> None:
         allowed = self._settings.allowed_bot_ids
         if allowed and webhook.botId not in allowed:
-            raise HttpError(403, "bot_not_allowed", "botId: this bot is not accepted by this endpoint")
+            raise BotNotAllowedError("bot_not_allowed", "botId: this bot is not accepted by this endpoint")
 
     # --- the accepted path ---------------------------------------------------------------------
 
     def _make_durable(
         self, document: dict[str, Any], metadata: dict[str, Any], raw: bytes, received_ns: int
-    ) -> HttpResponse:
+    ) -> Accepted:
         detail = _serialise({"metadata": metadata, "webhook": document})
         claim_checked = False
         if len(detail) > self._settings.claim_check_threshold_bytes:
@@ -168,7 +148,7 @@ class IngestService:
             claim_checked=claim_checked,
             outcome=outcome,
         )
-        return HttpResponse(202, {"deliveryId": metadata["deliveryId"], "status": outcome})
+        return Accepted(metadata["deliveryId"], outcome)
 
     def _claim_check(
         self, metadata: dict[str, Any], raw: bytes, received_ns: int, inline: bytes
@@ -181,7 +161,7 @@ class IngestService:
             metrics.add_metric(name="ClaimCheckFailed", unit=MetricUnit.Count, value=1)
             if len(inline) + ENTRY_OVERHEAD_BYTES <= EVENTBRIDGE_MAX_ENTRY_BYTES:
                 return inline, False  # still fits on the bus: send it inline rather than fail
-            raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
+            raise NotDurableError from exc
         return _serialise({"metadata": metadata, "webhookRef": ref.model_dump()}), True
 
     def _publish(
@@ -238,7 +218,7 @@ class IngestService:
             logger.error(
                 "spill failed: nothing durable", delivery_id=metadata["deliveryId"], error=type(exc).__name__
             )
-            raise HttpError(503, "storage_unavailable", "could not store the webhook; retry later") from exc
+            raise NotDurableError from exc
         metrics.add_metric(name="WebhooksSpilled", unit=MetricUnit.Count, value=1)
         return "spilled"
 
@@ -246,26 +226,24 @@ class IngestService:
 
     def _reject(
         self,
-        error: HttpError,
+        error: WebhookError,
         request: HttpRequest,
         received_ns: int,
         delivery_id: str,
-        raw: bytes | None = None,
-    ) -> HttpResponse:
+        raw: bytes | None,
+    ) -> None:
         logger.info(
             "webhook rejected",
-            status=error.status,
             code=error.code,
             fields=[p.field for p in error.problems][:5],
             delivery_id=delivery_id,
         )
         metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
-        if error.status in (400, 403, 415):
+        if isinstance(error, KEPT_IN_QUARANTINE):
             # Authenticated but unusable: keep the bytes so a schema question can be settled later.
             body = raw if raw is not None else _request_bytes(request)
             if body is not None:
                 self._quarantine(body, delivery_id, received_ns, reason=error.code, request=request)
-        return error_response(error.status, error.code, error.message, error.problems)
 
     def _quarantine(
         self,
@@ -316,6 +294,6 @@ def _serialise(document: Any) -> bytes:
             "utf-8"
         )
     except UnicodeEncodeError:
-        raise HttpError(
-            400, "invalid_unicode", "the body holds a lone UTF-16 surrogate escape, which AWS cannot store"
+        raise WebhookInvalidError(
+            "invalid_unicode", "the body holds a lone UTF-16 surrogate escape, which AWS cannot store"
         ) from None

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from shared.claim_check import resolve_webhook
-from shared.envelope import BusDetail
-from shared.models import ChatScenarioRun
-from shared.observability import MetricUnit, logger, metrics
-from shared.store import Store
+from shared.contract.envelope import BusDetail
+from shared.contract.models import ChatScenarioRun
+from shared.runtime.consumer import webhook_of
+from shared.runtime.observability import MetricUnit, logger, metrics
+from shared.storage.store import Store
 
 
-def store_scenario_run(detail: BusDetail, store: Store, s3: Any) -> bool:
+def store_scenario_run(detail: BusDetail, store: Store) -> bool:
     """Store the run once: the same webhook delivered again is a no-op."""
     metadata = detail.metadata
-    webhook = ChatScenarioRun.model_validate(resolve_webhook(detail, s3))
+    webhook = webhook_of(detail, store)
+    if not isinstance(webhook, ChatScenarioRun):
+        logger.warning("not a scenario run", topic=metadata.topic, delivery_id=metadata.deliveryId)
+        return False
     scenario = webhook.data.scenario
     # A run is the scenario, at that instant, in that Ebbot request (or, lacking one, that body).
     identity = f"{scenario.id}|{webhook.request_id or metadata.bodySha256}"

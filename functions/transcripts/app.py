@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.consumer import CORRELATION_PATH, WebhookEvent, s3_client, settings, store
-from shared.observability import logger, metrics, tracer
+from shared.runtime.consumer import CORRELATION_PATH, WebhookEvent, store
+from shared.runtime.observability import logger, metrics, tracer
 from transcripts.service import store_transcript
 
 
@@ -17,4 +17,4 @@ from transcripts.service import store_transcript
 @tracer.capture_lambda_handler(capture_response=False)
 @event_parser(model=WebhookEvent)
 def lambda_handler(event: WebhookEvent, context: LambdaContext) -> dict[str, Any]:
-    return store_transcript(event.detail, store(), s3_client(), settings().bucket_name)
+    return store_transcript(event.detail, store())

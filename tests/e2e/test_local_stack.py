@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from tools.__main__ import _aws, post, sample_files
+from tools.running import aws_client as _aws
+from tools.running import post, sample_files
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"

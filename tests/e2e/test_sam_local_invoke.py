@@ -21,7 +21,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from tests.conftest import ROOT, samcli_probe
-from tools.__main__ import _aws, wait_until_drained
+from tools.running import aws_client as _aws
+from tools.running import wait_until_drained
 from tools.template import load_template
 
 REGION = "us-east-1"  # the local stack's; `sam local invoke --region` sets AWS_REGION from it

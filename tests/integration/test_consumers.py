@@ -20,10 +20,10 @@ from messages import app as messages_app
 from messages.service import store_message
 from scenarios import app as scenarios_app
 from scenarios.service import store_scenario_run
-from shared import consumer
-from shared.chat_state import CHAT_STATE_TOPICS
-from shared.envelope import BusDetail
-from shared.store import Store
+from shared.contract.envelope import BusDetail
+from shared.runtime import consumer
+from shared.storage.chat_state import CHAT_STATE_TOPICS
+from shared.storage.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
 from tests.conftest import ROOT, metric_lines_in
 from tests.lambda_context import FakeLambdaContext
@@ -85,10 +85,10 @@ def env() -> Iterator[Env]:
 def deliver(env: Env, topic: str, store: Store | None = None) -> bool:
     target = store or env.store()
     if topic in CHAT_TOPICS:
-        return apply_chat_event(detail(topic), target, env.s3)
+        return apply_chat_event(detail(topic), target)
     if topic in MESSAGE_TOPICS:
-        return store_message(detail(topic), target, env.s3)
-    return store_scenario_run(detail(topic), target, env.s3)
+        return store_message(detail(topic), target)
+    return store_scenario_run(detail(topic), target)
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_a_message_delivered_three_times_and_by_both_topics_is_stored_once(env: 
     generic = copy.deepcopy(bridge_event(topic))
     generic["detail-type"] = generic["detail"]["metadata"]["topic"] = "chat.message"
     generic["detail"]["webhook"]["topic"] = "chat.message"
-    assert store_message(BusDetail.model_validate(generic["detail"]), env.store(), env.s3) is False
+    assert store_message(BusDetail.model_validate(generic["detail"]), env.store()) is False
     (item,) = env.items()
     assert item["sources"] == {topic, "chat.message"}
 
@@ -176,8 +176,8 @@ def test_seconds_and_milliseconds_stamps_of_one_message_are_one_item(env: Env) -
     assert event["detail"]["webhook"]["data"]["timestamp"] == "1672531205397.183857000"  # milliseconds
     seconds = copy.deepcopy(event)
     seconds["detail"]["webhook"]["data"]["timestamp"] = "1672531205.397183857"
-    assert store_message(BusDetail.model_validate(event["detail"]), env.store(), env.s3) is True
-    assert store_message(BusDetail.model_validate(seconds["detail"]), env.store(), env.s3) is False
+    assert store_message(BusDetail.model_validate(event["detail"]), env.store()) is True
+    assert store_message(BusDetail.model_validate(seconds["detail"]), env.store()) is False
     assert len(env.items()) == 1
 
 
@@ -188,7 +188,7 @@ def test_id_less_button_click_is_stored_once_under_its_stable_key(env: Env) -> N
     data["type"] = "button_click"
     data["value"] = {"label": "Yes"}
     for _ in range(2):
-        store_message(BusDetail.model_validate(event["detail"]), env.store(), env.s3)
+        store_message(BusDetail.model_validate(event["detail"]), env.store())
     (item,) = env.items()
     assert item["hasId"] is False
     assert item["messageId"].startswith("nokey-")
@@ -205,7 +205,7 @@ def test_message_with_deep_nesting_and_big_value_never_fails(env: Env) -> None:
         "blob": "x" * 200_000,
         "n": 12345678901234567,
     }
-    assert store_message(BusDetail.model_validate(event["detail"]), env.store(), env.s3) is True
+    assert store_message(BusDetail.model_validate(event["detail"]), env.store()) is True
     (item,) = env.items()
     assert "m_value" not in item
     stored = env.s3.get_object(Bucket=BUCKET, Key=item["m_valueRef"])["Body"].read()
@@ -213,7 +213,7 @@ def test_message_with_deep_nesting_and_big_value_never_fails(env: Env) -> None:
 
 
 def test_retention_sets_ttl(env: Env) -> None:
-    store_message(detail("chat.user.message"), env.store(retention_days=30), env.s3)
+    store_message(detail("chat.user.message"), env.store(retention_days=30))
     (item,) = env.items()
     assert item["expiresAt"] == NOW + 30 * 86400
 
@@ -356,7 +356,7 @@ def test_a_bots_chats_by_start_newest_first(env: Env) -> None:
     }
     for topic in CHAT_TOPICS:
         deliver(env, topic)
-    apply_chat_event(BusDetail.model_validate(later["detail"]), env.store(), env.s3)
+    apply_chat_event(BusDetail.model_validate(later["detail"]), env.store())
     response = env.ddb.query(
         TableName=TABLE,
         IndexName="gsi1",
@@ -417,7 +417,7 @@ def test_same_millisecond_tie_is_broken_the_same_way_in_both_orders(env: Env) ->
     for order in ([first, second], [second, first]):
         env.reset()
         for event in order:
-            apply_chat_event(BusDetail.model_validate(event["detail"]), env.store(), env.s3)
+            apply_chat_event(BusDetail.model_validate(event["detail"]), env.store())
         results.append(chat_item(env)["status"])
     assert results == ["ongoing", "ongoing"]  # the higher sha256 wins a tie, in either order
 
@@ -489,7 +489,7 @@ def test_a_race_on_the_chat_item_is_retried_until_it_merges(env: Env) -> None:
         return result
 
     store.get_chat = get_then_race  # type: ignore[method-assign]
-    apply_chat_event(detail("chat.status.change"), store, env.s3)
+    apply_chat_event(detail("chat.status.change"), store)
     values = state_values(chat_item(env))
     assert values["status"]["status"] == "queued"
     assert values["session"]["os"] == "Windows"  # the racing write was not lost

@@ -24,9 +24,9 @@ from moto import mock_aws
 from chats.service import apply_chat_event
 from messages.service import store_message
 from scenarios.service import store_scenario_run
-from shared.envelope import BusDetail, build_metadata
-from shared.models import parse_webhook
-from shared.store import Store
+from shared.contract.envelope import BusDetail
+from shared.contract.models import build_metadata, parse_webhook
+from shared.storage.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
 from transcripts.service import store_transcript
 
@@ -133,13 +133,13 @@ class World:
     def deliver(self, detail: BusDetail) -> None:
         topic = detail.metadata.topic
         if topic == "chat.close":
-            store_transcript(detail, self.store, self.s3, BUCKET)
+            store_transcript(detail, self.store)
         elif topic == "chat.scenario.run":
-            store_scenario_run(detail, self.store, self.s3)
+            store_scenario_run(detail, self.store)
         elif topic.endswith(".message"):
-            store_message(detail, self.store, self.s3)
+            store_message(detail, self.store)
         else:
-            apply_chat_event(detail, self.store, self.s3)
+            apply_chat_event(detail, self.store)
 
     def run(self, details: list[BusDetail]) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         for item in table_items(self.ddb):

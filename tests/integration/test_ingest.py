@@ -13,11 +13,13 @@ import boto3
 import pytest
 
 from ingest import app
+from ingest.app import respond
 from ingest.auth import TokenVerifier
-from ingest.service import HttpRequest, IngestService
-from shared.claim_check import resolve_webhook
-from shared.envelope import BusDetail
-from shared.settings import IngestSettings
+from ingest.request import HttpRequest
+from ingest.service import IngestService
+from shared.contract.envelope import BusDetail
+from shared.runtime.settings import IngestSettings
+from shared.storage.claim_check import resolve_webhook
 from tests.aws import BUCKET, BUS, SECRET, SOURCE, TOKEN, IngestStack
 from tests.conftest import ROOT, TOPICS, load_sample, metric_lines_in, sample_bytes
 from tests.lambda_context import FakeLambdaContext
@@ -121,13 +123,14 @@ def make_service(stack: IngestStack, clock: FakeClock | None = None, **settings:
 
 def post(service: IngestService, body: str | bytes, *, token: str | None = TOKEN, **headers: str) -> Any:
     text = body.decode() if isinstance(body, bytes) else body
-    return service.handle(
+    return respond(
+        service,
         HttpRequest(
             body=text,
             is_base64=False,
             headers={"content-type": "application/json", **headers},
             path_token=token,
-        )
+        ),
     )
 
 
@@ -315,7 +318,7 @@ def test_bad_input_gets_its_documented_status_and_code_and_goes_to_quarantine_on
     field: str | None,
 ) -> None:
     service = make_service(stack)
-    response = service.handle(_request(body, options))
+    response = respond(service, _request(body, options))
     assert response.status == status, response.body
     assert response.body["error"]["code"] == code
     if field is not None:
@@ -340,7 +343,7 @@ def test_over_the_size_limit_is_413_and_nothing_is_written(stack: IngestStack) -
     body = json.dumps({**load_sample("chat.create"), "padding": "x" * 4096})
     assert post(service, body).status == 413
     gz = base64.b64encode(gzip.compress(body.encode())).decode()  # small on the wire, large inflated
-    response = service.handle(HttpRequest(gz, True, {"content-encoding": "gzip"}, TOKEN))
+    response = respond(service, HttpRequest(gz, True, {"content-encoding": "gzip"}, TOKEN))
     assert (response.status, response.body["error"]["code"]) == (413, "body_too_large")
     assert stack.snapshot() == {"objects": {}, "events": []}
 
@@ -360,7 +363,7 @@ def test_base64_gzip_bom_and_odd_content_types_are_accepted(stack: IngestStack) 
         HttpRequest(raw.decode(), False, {}, TOKEN),
     ]
     for request in variants:
-        assert service.handle(request).status == 202
+        assert respond(service, request).status == 202
     events = stack.captured()
     assert len(events) == len(variants)
     assert all(e["detail"]["webhook"] == json.loads(raw) for e in events)

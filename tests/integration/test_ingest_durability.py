@@ -10,11 +10,12 @@ import pytest
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
-from ingest.app import EVENTS_CONFIG
+from ingest.app import EVENTS_CONFIG, respond
 from ingest.auth import TokenVerifier
-from ingest.service import HttpRequest, IngestService
-from shared.bus import BusPublisher
-from shared.settings import IngestSettings
+from ingest.request import HttpRequest
+from ingest.service import IngestService
+from shared.runtime.settings import IngestSettings
+from shared.storage.bus import BusPublisher
 from tests.aws import BUCKET, BUS, TOKEN, IngestStack
 from tests.conftest import load_sample, sample_bytes
 
@@ -43,7 +44,7 @@ def build(stack: IngestStack, events: Any, s3: Any | None = None, **settings: An
 
 def post(service: IngestService, topic: str = "chat.user.message", raw: bytes | None = None) -> Any:
     body = (raw or sample_bytes(topic)).decode()
-    return service.handle(HttpRequest(body, False, {"content-type": "application/json"}, TOKEN))
+    return respond(service, HttpRequest(body, False, {"content-type": "application/json"}, TOKEN))
 
 
 def test_only_failed_retryable_entries_are_resent() -> None:

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from ingest.app import respond
 from ingest.auth import TokenVerifier
-from ingest.service import HttpRequest, IngestService
-from shared.settings import IngestSettings
+from ingest.request import HttpRequest
+from ingest.service import IngestService
+from shared.runtime.settings import IngestSettings
 from tests.aws import SECRET, TOKEN, IngestStack, create_ingest_stack
 from tests.conftest import TOPICS, load_sample
 
@@ -107,7 +109,7 @@ def test_any_request_gets_a_documented_answer_and_strangers_change_nothing(
 ) -> None:
     request, authorised = case
     before = stack.snapshot()
-    response = service(stack).handle(request)
+    response = respond(service(stack), request)
     assert response.status in DOCUMENTED, response.body
     if not authorised:
         assert response.status == 401
@@ -123,6 +125,6 @@ def test_any_request_gets_a_documented_answer_and_strangers_change_nothing(
 def test_a_10_mb_body_is_413_and_nothing_is_written(stack: IngestStack) -> None:
     body = json.dumps({**load_sample("chat.close"), "padding": "x" * 10_000_000})
     before = stack.snapshot()
-    response = service(stack).handle(HttpRequest(body, False, {}, TOKEN))
+    response = respond(service(stack), HttpRequest(body, False, {}, TOKEN))
     assert (response.status, response.body["error"]["code"]) == (413, "body_too_large")
     assert stack.snapshot() == {"objects": before["objects"], "events": []}

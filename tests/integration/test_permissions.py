@@ -24,7 +24,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.claim_check import S3_NOT_FOUND
+from shared.storage.claim_check import S3_NOT_FOUND
 from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tests.lambda_context import FakeLambdaContext
 from tools.stack import Clients, Deployment, deploy
@@ -160,7 +160,7 @@ def stack(translated_template: dict[str, Any], lambda_invocations: Invocations) 
     """The template deployed in moto (rule deliveries recorded, not run), and a recorder on boto3's
     default session, whose clients are the ones the functions make."""
     from ingest import app
-    from shared import consumer
+    from shared.runtime import consumer
 
     with mock_aws():
         own = Clients()
@@ -187,7 +187,7 @@ def run(deployment: Deployment, function: str, events: list[dict[str, Any]], **e
         if function == "IngestFunction":
             module.service.cache_clear()
         else:
-            from shared import consumer
+            from shared.runtime import consumer
 
             consumer.forget_clients()
         for event in events:

@@ -16,9 +16,11 @@ from botocore.config import Config
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from ingest.app import respond
 from ingest.auth import TokenVerifier
-from ingest.service import HttpRequest, IngestService
-from shared.settings import IngestSettings
+from ingest.request import HttpRequest
+from ingest.service import IngestService
+from shared.runtime.settings import IngestSettings
 from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tools.local.runtime import AsyncInvoker, invocation_record
 from tools.redrive import LambdaDeliverer, redrive
@@ -89,7 +91,7 @@ def world(translated_template: dict[str, Any], lambda_invocations: Invocations) 
 
 
 def post(service: IngestService, topic: str) -> str:
-    response = service.handle(HttpRequest(sample_bytes(topic).decode(), False, {}, TOKEN))
+    response = respond(service, HttpRequest(sample_bytes(topic).decode(), False, {}, TOKEN))
     assert response.status == 202
     return str(response.body["status"])
 
@@ -208,7 +210,7 @@ def test_a_claim_checked_body_is_renewed_at_redrive_and_one_already_expired_is_k
     body = json.loads(sample_bytes("chat.close"))
     body["data"]["conversation"] *= 150  # about 330 KB: over the 256 KB threshold
     raw = json.dumps(body).encode()
-    response = world.ingest().handle(HttpRequest(raw.decode(), False, {}, TOKEN))
+    response = respond(world.ingest(), HttpRequest(raw.decode(), False, {}, TOKEN))
     assert response.body["status"] == "accepted"
     (event,) = world.drain("TranscriptsFunction")
     ref = event["detail"]["webhookRef"]
@@ -249,7 +251,7 @@ def test_a_spilled_claim_checked_event_gets_its_body_back_from_the_spill_copy(wo
     raws = [json.dumps({**body, "requestId": f"r-{i}"}).encode() for i in range(3)]
     dead_bus = boto3.client("events", endpoint_url="http://127.0.0.1:9", config=DEAD)
     for raw in raws:
-        response = world.ingest(dead_bus).handle(HttpRequest(raw.decode(), False, {}, TOKEN))
+        response = respond(world.ingest(dead_bus), HttpRequest(raw.decode(), False, {}, TOKEN))
         assert response.body["status"] == "spilled"
     s3, bucket = world.clients.s3, world.outputs["DataBucketName"]
 

@@ -15,16 +15,12 @@ from moto import mock_aws
 
 from chats.service import apply_chat_event
 from messages.service import store_message
-from shared.envelope import BusDetail
-from shared.store import Store
+from shared.contract.envelope import BusDetail
+from shared.storage.bucket import MAX_TRANSCRIPT_ATTEMPTS, TranscriptWriteConflictError, transcript_key
+from shared.storage.store import Store
 from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
 from tests.conftest import ROOT
-from transcripts.service import (
-    MAX_TRANSCRIPT_ATTEMPTS,
-    TranscriptWriteConflictError,
-    store_transcript,
-    transcript_key,
-)
+from transcripts.service import store_transcript
 
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
@@ -54,7 +50,7 @@ class Env:
         )
 
     def close(self, d: BusDetail | None = None) -> dict[str, Any]:
-        return store_transcript(d or detail("chat.close"), self.store, self.s3, BUCKET)
+        return store_transcript(d or detail("chat.close"), self.store)
 
     def state(self) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
         items = [{k: v for k, v in i.items() if k != "rev"} for i in table_items(self.ddb)]
@@ -91,7 +87,7 @@ def test_transcript_object_checksum_and_chat_pointer(env: Env) -> None:
 
 def test_missing_messages_are_filled_in_and_counted(env: Env) -> None:
     for topic in MESSAGE_TOPICS:
-        store_message(detail(topic), env.store, env.s3)
+        store_message(detail(topic), env.store)
     result = env.close()
     # The transcript has 10 messages; 5 came as message webhooks. The other 5 (scenario, button_click
     # without an id, rating_request, rating, url) are filled in.
@@ -133,18 +129,14 @@ def test_a_replayed_close_writes_nothing_new(env: Env) -> None:
 
 def test_close_before_its_messages_ends_like_the_in_order_case(env: Env) -> None:
     for topic in ["chat.create", "chat.update", *MESSAGE_TOPICS]:
-        (apply_chat_event if not topic.endswith("message") else store_message)(
-            detail(topic), env.store, env.s3
-        )
+        (apply_chat_event if not topic.endswith("message") else store_message)(detail(topic), env.store)
     env.close()
     in_order = env.state()
     for item in table_items(env.ddb):
         env.ddb.delete_item(TableName=TABLE, Key={"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}})
     env.close()
     for topic in reversed(["chat.create", "chat.update", *MESSAGE_TOPICS]):
-        (apply_chat_event if not topic.endswith("message") else store_message)(
-            detail(topic), env.store, env.s3
-        )
+        (apply_chat_event if not topic.endswith("message") else store_message)(detail(topic), env.store)
     assert env.state() == in_order
 
 

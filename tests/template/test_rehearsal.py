@@ -85,7 +85,7 @@ def test_sam_build_makes_arm64_python313_artifacts(built: Path) -> None:
     cores = list(layer.glob("pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so"))
     assert cores, "the layer must hold pydantic-core built for python3.13 on aarch64"
     for function in ("IngestFunction", *CONSUMERS):
-        assert (built / function / "shared" / "models.py").exists(), function
+        assert (built / function / "shared" / "contract" / "models.py").exists(), function
 
 
 def _package(built: Path, s3: Any, out: Path) -> Path:

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from ingest.auth import AuthUnavailableError, TokenVerifier, bearer_token, parse_tokens
+from ingest.auth import TokenVerifier, bearer_token, parse_tokens
+from ingest.errors import AuthUnavailableError
 
 GOOD = "a" * 24
 OTHER = "b" * 24

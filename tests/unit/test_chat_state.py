@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.chat_state import GROUPS, ChatState, ChatUpdate
+from shared.storage.chat_state import GROUPS, ChatState, ChatUpdate
 
 VERSIONS = st.builds(
     lambda ns, tie: f"{ns:020d}#{tie:016x}",

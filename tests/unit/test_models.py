@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.envelope import Metadata, RoutingFields, build_metadata
-from shared.errors import WebhookInvalidError
-from shared.models import TOPIC_MODELS, UnknownWebhook, parse_webhook
-from shared.timestamps import PLAIN_INSTANT, to_ns
+from shared.contract.envelope import Metadata, RoutingFields
+from shared.contract.errors import WebhookInvalidError
+from shared.contract.models import TOPIC_MODELS, UnknownWebhook, build_metadata, parse_webhook
+from shared.contract.timestamps import PLAIN_INSTANT, to_ns
 from tests.conftest import TOPICS, load_sample
 
 BOT = "ebq7k3m9x2p4n8r1t5v6w0y3z7c2d4"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import observability
+from shared.runtime import observability
 from tests.conftest import python_in_functions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_threads_join_the_invocations_trace_when_tracing() -> None:
     }
     code = (
         "from aws_xray_sdk.core import xray_recorder\n"
-        "from shared.observability import in_threads\n"
+        "from shared.runtime.observability import in_threads\n"
         "main = xray_recorder.get_trace_entity()\n"
         "seen = in_threads(lambda _: xray_recorder.get_trace_entity(), list(range(6)), 3)\n"
         # The same entity, so the threads' calls nest under the handler's subsegment (X-Ray's Lambda

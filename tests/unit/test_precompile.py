@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 from tools.precompile import main
 
-PROBE = "import shared.timestamps as t; print(t.__spec__.cached, t.ns_to_date(0))"
+PROBE = "import shared.contract.timestamps as t; print(t.__spec__.cached, t.ns_to_date(0))"
 
 
 def _source_path(pyc: Path) -> str:
@@ -43,10 +43,10 @@ def test_compiled_functions_import_from_bytecode_and_follow_source_changes(tmp_p
     assert pyc.read_bytes()[4:8] == (3).to_bytes(4, "little")  # flags: hash-based, checked
     assert date == "1970-01-01"
     # Tracebacks in Lambda name the file where Lambda has it (the function's code is /var/task).
-    assert _source_path(pyc) == "/var/task/shared/timestamps.py"
+    assert _source_path(pyc) == "/var/task/shared/contract/timestamps.py"
 
     # A source edited after the build is what runs (checked-hash bytecode is validated at import).
-    source = functions / "shared" / "timestamps.py"
+    source = functions / "shared" / "contract" / "timestamps.py"
     source.write_text(source.read_text() + "\n\ndef ns_to_date(ns: int) -> str:\n    return 'edited'\n")
     assert _import(functions)[1] == "edited"
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ingest.request import MAX_DEPTH, HttpError, parse_json
+from ingest.request import MAX_DEPTH, parse_json
+from shared.contract.errors import WebhookInvalidError
 
 
 def _nested(levels: int) -> bytes:
@@ -20,7 +21,7 @@ def _nested(levels: int) -> bytes:
 def test_nesting_up_to_the_limit_is_accepted_and_one_more_is_refused() -> None:
     # The innermost object sits at path length 1 + levels: 63 is the deepest accepted.
     assert parse_json(_nested(MAX_DEPTH - 2))["topic"] == "x.y"
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(WebhookInvalidError) as caught:
         parse_json(_nested(MAX_DEPTH - 1))
     assert caught.value.code == "too_deep"
     assert caught.value.problems[0].field.startswith("n")
@@ -35,7 +36,7 @@ def test_nesting_up_to_the_limit_is_accepted_and_one_more_is_refused() -> None:
     ],
 )
 def test_a_number_aws_refuses_is_named_by_its_path(body: str, field: str) -> None:
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(WebhookInvalidError) as caught:
         parse_json(body.encode())
     assert caught.value.code == "number_out_of_range"
     assert caught.value.problems[0].field == field

@@ -7,7 +7,7 @@ import json
 import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
-from shared.consumer import WebhookEvent
+from shared.runtime.consumer import WebhookEvent
 from tests.conftest import ROOT, TOPICS
 from tools.events import SAMPLE_TOKEN, generated_files
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.timestamps import MAX_NS, InvalidInstantError, ns_to_date, ns_to_iso, to_ns
+from shared.contract.timestamps import MAX_NS, InvalidInstantError, ns_to_date, ns_to_iso, to_ns
 
 # Instants from 2001 (1e9 s) to 2286 (1e10 s), in nanoseconds.
 instants_ns = st.integers(min_value=10**18, max_value=10**19 - 1)

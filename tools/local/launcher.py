@@ -300,8 +300,8 @@ def start(settings: Settings) -> LocalStack:
 def _asynchronous_worker() -> None:
     """Runs in each worker that EventBridge invokes (not the one behind the HTTP API): a lower CPU
     priority, so on a small machine the sender's requests and moto are served first. On AWS these
-    run on capacity of their own; here they share two cores. Measured: 46 -> 52-63 webhooks/s at
-    client concurrency 8, with the asynchronous backlog still flat (docs/decisions.md)."""
+    run on capacity of their own; here they share two cores. The figures are in
+    docs/decisions.md, "Local delivery without SQS"."""
     _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(5)
@@ -413,7 +413,7 @@ def banner(stack: LocalStack) -> str:
         f"  Table           {o.get('TableName')}",
         f"  Bucket          {o.get('DataBucketName')}",
         f"  Outputs         {s.state_dir / 'outputs.json'}    Logs: {s.state_dir / 'logs'}/",
-        f"  sam local       --env-vars {s.state_dir / 'env.json'}   (README, \"Run one function\")",
+        f'  sam local       --env-vars {s.state_dir / "env.json"}   (README, "Run one function")',
         "",
         "Try:",
         f"  curl -s -X POST {s.webhook_url}/{s.token} -H 'content-type: application/json' \\",

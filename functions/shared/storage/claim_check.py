@@ -12,28 +12,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.envelope import BusDetail, WebhookRef
-from shared.timestamps import ns_to_date
-
-CLAIM_CHECK_PREFIX = "claim-check/"
-SPILL_PREFIX = "spill/"
-QUARANTINE_PREFIX = "quarantine/"
-TRANSCRIPTS_PREFIX = "transcripts/"
-CONTENT_TYPE = "application/json"
-# The error codes S3 gives for a missing key (HEAD has no body, so only its status: "404"). A role
-# without s3:ListBucket on the bucket gets 403 instead.
-S3_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-# The field of a spill object that carries a claim-checked body (base64), for redrive to put back.
-SPILLED_BODY_FIELD = "claimCheckedBody"
+from shared.contract.envelope import BusDetail, WebhookRef
+from shared.storage.bucket import CONTENT_TYPE, S3_NOT_FOUND
 
 
 class ClaimCheckMismatchError(Exception):
     """The object behind a reference is not the body that was checked in (size or sha256 differ)."""
-
-
-def object_key(prefix: str, received_ns: int, delivery_id: str, suffix: str = ".json") -> str:
-    """`<prefix>dt=<received date>/<delivery id><suffix>`: one object per delivery, listable by day."""
-    return f"{prefix}dt={ns_to_date(received_ns)}/{delivery_id}{suffix}"
 
 
 def check_in(s3: Any, bucket: str, key: str, raw: bytes) -> WebhookRef:

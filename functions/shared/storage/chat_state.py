@@ -16,16 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.envelope import Metadata
+from shared.contract import models
+from shared.contract.envelope import Metadata
+from shared.contract.models import EbbotModel, Webhook
 
 GROUPS = ("status", "user", "session", "chat", "close")
 # The topics the chats function merges into the chat item (in the samples' time order).
-CHAT_STATE_TOPICS = (
-    "chat.create",
-    "chat.data.update",
-    "chat.user.update",
-    "chat.status.change",
-    "chat.update",
+CHAT_STATE_TOPICS = tuple(
+    models.topic_of(model)
+    for model in (
+        models.ChatCreate,
+        models.ChatDataUpdate,
+        models.ChatUserUpdate,
+        models.ChatStatusChange,
+        models.ChatUpdate,
+    )
 )
 # Fields of the status group wherever they appear (chat.create, chat.update, chat.status.change).
 STATUS_FIELDS = ("status", "type", "handled_by", "supervised")
@@ -138,31 +143,36 @@ def _user_fields(user: Any) -> dict[str, Any]:
     return {} if user is None else {"value": user}
 
 
-def update_from_webhook(topic: str, body: Mapping[str, Any], metadata: Metadata) -> ChatUpdate:
-    """Which fields of which groups a chat-state webhook sets. Unknown keys are kept, in their group."""
-    version = version_of(metadata, _sent_ns(metadata))
-    data: Mapping[str, Any] = body.get("data") if isinstance(body.get("data"), dict) else {}  # type: ignore[assignment]
+def _as_sent(part: EbbotModel) -> dict[str, Any]:
+    """A part of the body as Ebbot sent it: its keys (known or not), and only those it had."""
+    return part.model_dump(exclude_unset=True)
+
+
+def update_from_webhook(webhook: Webhook, metadata: Metadata) -> ChatUpdate | None:
+    """Which fields of which groups a chat-state webhook sets (None for any other webhook).
+    Unknown keys are kept, in their group."""
     fields: dict[str, dict[str, Any]] = {}
-    if topic == "chat.create":
-        fields["status"] = {k: data[k] for k in STATUS_FIELDS if k in data}
-        fields["user"] = _user_fields(data.get("user"))
-        fields["chat"] = _without(data, "id", "user", *STATUS_FIELDS)
-    elif topic == "chat.update":
-        chat: Mapping[str, Any] = body.get("chat") if isinstance(body.get("chat"), dict) else {}  # type: ignore[assignment]
-        fields["status"] = {k: chat[k] for k in STATUS_FIELDS if k in chat}
-        fields["chat"] = _without(chat, "id", "chat_user", *STATUS_FIELDS)
-        chat_user = chat.get("chat_user")
-        if isinstance(chat_user, dict):
-            fields["user"] = {"chat_user": chat_user}
-    elif topic == "chat.status.change":
-        fields["status"] = _without(data, "id")
-    elif topic == "chat.user.update":
-        fields["user"] = _user_fields(data.get("user"))
-    elif topic == "chat.data.update":
-        fields["session"] = _without(data, "id")
+    match webhook:
+        case models.ChatCreate(data=part):
+            data = _as_sent(part)
+            fields["status"] = {k: data[k] for k in STATUS_FIELDS if k in data}
+            fields["user"] = _user_fields(data.get("user"))
+            fields["chat"] = _without(data, "id", "user", *STATUS_FIELDS)
+        case models.ChatUpdate(chat=part):
+            chat = _as_sent(part)
+            fields["status"] = {k: chat[k] for k in STATUS_FIELDS if k in chat}
+            fields["chat"] = _without(chat, "id", "chat_user", *STATUS_FIELDS)
+            chat_user = chat.get("chat_user")
+            if isinstance(chat_user, dict):
+                fields["user"] = {"chat_user": chat_user}
+        case models.ChatStatusChange(data=part):
+            fields["status"] = _without(_as_sent(part), "id")
+        case models.ChatUserUpdate(data=part):
+            fields["user"] = _user_fields(_as_sent(part).get("user"))
+        case models.ChatDataUpdate(data=part):
+            fields["session"] = _without(_as_sent(part), "id")
+        case _:
+            return None
+    # Chat-state topics are ordered by the envelope timestamp (all of them carry one).
+    version = version_of(metadata, int(metadata.occurredAtNs or 0))
     return ChatUpdate(version, {g: v for g, v in fields.items() if v})
-
-
-def _sent_ns(metadata: Metadata) -> int:
-    """Chat-state topics are ordered by the envelope timestamp (all of them carry one)."""
-    return int(metadata.occurredAtNs or 0)

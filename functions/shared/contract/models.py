@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -24,9 +25,9 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, core_schema
 
-from shared.envelope import routing_fields
-from shared.errors import FAST_PATH, FULL_CHECK, WebhookInvalidError, from_pydantic_errors
-from shared.timestamps import to_ns
+from shared.contract.envelope import METADATA_KEYS, SCHEMA_VERSION, routing_fields
+from shared.contract.errors import FieldProblem, WebhookInvalidError, format_path
+from shared.contract.timestamps import ns_to_iso, to_ns
 
 # Ids are opaque: Ebbot's chat ids contain dots, bot ids are 30 alphanumerics, message ids UUIDs,
 # but nothing here depends on that. The length cap keeps every id inside DynamoDB's 1 KB sort-key
@@ -35,7 +36,39 @@ Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Topic = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # EventBridge's detail-type limit
 
 
-# Checked per message of a transcript (a chat.close of 1 MB holds about 5,000), so the forms that
+# pydantic error type -> our stable code. Anything not listed is `invalid_value`.
+_PYDANTIC_CODES = {
+    "missing": "missing_field",
+    "string_too_short": "empty_value",
+    "string_too_long": "value_too_long",
+    "literal_error": "wrong_value",
+}
+_TYPE_SUFFIX = "_type"
+# Union members that only speed up a check a later member (labelled FULL_CHECK) makes in full: when
+# every member fails, the fast ones' errors would repeat the full check's and are left out, and the
+# full check's label is dropped from its paths, so the errors are those of the full check alone.
+FAST_PATH = "fast-path"
+FULL_CHECK = "full-check"
+
+
+def from_pydantic_errors(errors: Sequence[Any]) -> WebhookInvalidError:
+    """Our error from pydantic's `errors(include_input=False, include_url=False)` list."""
+    problems = []
+    for error in errors:
+        loc = error["loc"]
+        if FAST_PATH in loc:
+            continue
+        if FULL_CHECK in loc:
+            loc = tuple(part for part in loc if part != FULL_CHECK)
+        kind = str(error["type"])
+        code = _PYDANTIC_CODES.get(kind) or ("wrong_type" if kind.endswith(_TYPE_SUFFIX) else "invalid_value")
+        problems.append(FieldProblem(code=code, field=format_path(loc), message=str(error["msg"])))
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return WebhookInvalidError(first.code, f"{first.field}: {first.message}{more}", problems)
+
+
+# Checked per message of a transcript (thousands in a large chat.close), so the forms that
 # are always instants (PLAIN_INSTANT, integers of up to 13 digits) are accepted inside
 # pydantic-core, without a call into Python; anything else gets the exact parse.
 _PLAIN_INSTANT_INT_LIMIT = 10**13
@@ -255,7 +288,9 @@ class MessageData(MessageFields):
     chatId: Id
 
 
-class _MessageWebhook(Webhook):
+class MessageWebhook(Webhook):
+    """Every message topic: chat.<sender>.message and chat.message."""
+
     data: MessageData
 
     @property
@@ -275,23 +310,23 @@ class _MessageWebhook(Webhook):
         return self.data.routing()
 
 
-class ChatUserMessage(_MessageWebhook):
+class ChatUserMessage(MessageWebhook):
     topic: Literal["chat.user.message"]
 
 
-class ChatBotMessage(_MessageWebhook):
+class ChatBotMessage(MessageWebhook):
     topic: Literal["chat.bot.message"]
 
 
-class ChatAgentMessage(_MessageWebhook):
+class ChatAgentMessage(MessageWebhook):
     topic: Literal["chat.agent.message"]
 
 
-class ChatSystemMessage(_MessageWebhook):
+class ChatSystemMessage(MessageWebhook):
     topic: Literal["chat.system.message"]
 
 
-class ChatMessage(_MessageWebhook):
+class ChatMessage(MessageWebhook):
     topic: Literal["chat.message"]
 
 
@@ -366,13 +401,14 @@ class UnknownWebhook(Webhook):
         return _str(_get(data, "chatId")) or _str(_get(chat, "id")) or _str(_get(data, "id"))
 
 
-def _topic_of(model: type[Webhook]) -> str:
+def topic_of(model: type[Webhook]) -> str:
+    """The topic a model is for: its `topic` field's one literal."""
     (topic,) = get_args(model.model_fields["topic"].annotation)
     return str(topic)
 
 
 TOPIC_MODELS: dict[str, type[Webhook]] = {
-    _topic_of(model): model
+    topic_of(model): model
     for model in (
         ChatCreate,
         ChatUpdate,
@@ -388,7 +424,6 @@ TOPIC_MODELS: dict[str, type[Webhook]] = {
         ChatClose,
     )
 }
-MESSAGE_TOPICS = frozenset(t for t, m in TOPIC_MODELS.items() if issubclass(m, _MessageWebhook))
 
 
 def parse_webhook(body: object) -> Webhook:
@@ -401,3 +436,32 @@ def parse_webhook(body: object) -> Webhook:
         return model.model_validate(body)
     except ValidationError as exc:
         raise from_pydantic_errors(exc.errors(include_url=False, include_input=False)) from None
+
+
+def build_metadata(webhook: Webhook, raw: bytes, *, received_ns: int, delivery_id: str) -> dict[str, Any]:
+    """Normalise what the consumers and rules need from a validated webhook and its raw bytes.
+
+    Returns the metadata as it goes on the bus: the dict `Metadata` dumps to, keys in its order.
+    Every value comes from the validated webhook, the clock or the bytes, so validating a Metadata
+    per webhook would only repeat checks already made; tests hold this dict equal to Metadata's
+    reading of it, for every topic.
+    """
+    occurred_ns = webhook.occurred_at_ns
+    sent_ns = webhook.sent_at_ns
+    values = {
+        **webhook.routing(),
+        "schemaVersion": SCHEMA_VERSION,
+        "deliveryId": delivery_id,
+        "topic": webhook.topic,
+        "botId": webhook.botId,
+        "chatId": webhook.chat_id,
+        "messageId": webhook.message_id,
+        "requestId": webhook.request_id,
+        "receivedAt": ns_to_iso(received_ns),
+        "sentAt": None if sent_ns is None else ns_to_iso(sent_ns),
+        "occurredAt": None if occurred_ns is None else ns_to_iso(occurred_ns),
+        "occurredAtNs": None if occurred_ns is None else str(occurred_ns),
+        "bodySize": len(raw),
+        "bodySha256": hashlib.sha256(raw).hexdigest(),
+    }
+    return {key: values[key] for key in METADATA_KEYS}

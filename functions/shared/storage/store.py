@@ -1,7 +1,7 @@
 """The single DynamoDB table (docs/data-model.md) and the idempotent writes every consumer makes.
 
 Key design, per chat partition `CHAT#<chatId>`:
-- `CHAT`                         the chat's state (last-writer-wins registers, shared.chat_state)
+- `CHAT`                         the chat's state (last-writer-wins registers, shared.storage.chat_state)
 - `MSG#<20-digit ns>#<key>`      one item per message, in time order
 - `RUN#<20-digit ns>#<hash>`     one item per scenario run
 GSI1 (`BOT#<botId>`, `<20-digit ns first seen>`) lists a bot's chats by start.
@@ -23,10 +23,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.chat_state import ChatState, ChatUpdate
-from shared.timestamps import ns_to_iso
+from shared.contract.envelope import BusDetail
+from shared.contract.timestamps import ns_to_iso
+from shared.storage.bucket import Bucket, oversize_key
+from shared.storage.chat_state import ChatState, ChatUpdate
+from shared.storage.claim_check import resolve_webhook
 
-OVERSIZE_PREFIX = "oversize/"
 # A JSON part above this goes to S3; an item then stays far below DynamoDB's 400 KB limit.
 INLINE_JSON_LIMIT = 96 * 1024
 # Message fields kept as top-level attributes (or implied by the key) rather than as m_<name> JSON.
@@ -78,14 +80,18 @@ class Store:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ddb = dynamodb
-        self._s3 = s3
+        # The consumers' one way to S3: claim-checked bodies, oversize parts, transcripts.
+        self.bucket = Bucket(s3, bucket)
         self._table = table
-        self._bucket = bucket
         self._retention_days = retention_days
         self._clock_s = clock_s
         self._sleep = sleep
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def webhook(self, detail: BusDetail) -> dict[str, Any]:
+        """The webhook body of an event, read from the bucket when it was claim-checked."""
+        return resolve_webhook(detail, self.bucket.s3)
 
     def _ttl(self) -> dict[str, dict[str, str]]:
         if not self._retention_days:
@@ -98,9 +104,8 @@ class Store:
         encoded = text.encode("utf-8")
         if len(encoded) <= INLINE_JSON_LIMIT:
             return {name: _s(text)}
-        owner = hashlib.sha256(f"{pk}|{sk}".encode()).hexdigest()[:32]
-        key = f"{OVERSIZE_PREFIX}{owner}/{name}-{hashlib.sha256(encoded).hexdigest()[:16]}.json"
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=encoded, ContentType="application/json")
+        key = oversize_key(f"{pk}|{sk}", name, encoded)
+        self.bucket.put_part(key, encoded)
         return {f"{name}Ref": _s(key)}
 
     def _put_once(self, item: dict[str, Any]) -> WriteResult:
@@ -230,8 +235,7 @@ class Store:
         if item is None:
             return ChatState(), None, {}
         if "stateRef" in item:
-            raw = self._s3.get_object(Bucket=self._bucket, Key=item["stateRef"]["S"])["Body"].read()
-            state = ChatState.from_json(raw.decode("utf-8"))
+            state = ChatState.from_json(self.bucket.get(item["stateRef"]["S"]).decode("utf-8"))
         else:
             state = ChatState.from_json(item.get("state", {}).get("S"))
         return state, int(item["rev"]["N"]), item

@@ -7,15 +7,9 @@ body travels by claim check (then `webhookRef` replaces `webhook`).
 
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from shared.timestamps import ns_to_iso
-
-if TYPE_CHECKING:  # the consumers read events, not webhooks: they need not import the topic models
-    from shared.models import Webhook
 
 # Bump on a breaking change to metadata (docs/events.md: versioning policy).
 SCHEMA_VERSION = "1"
@@ -34,27 +28,17 @@ class RoutingFields(BaseModel):
     rating: int | float | None = None
 
 
-def routing_fields(
-    *,
-    sender: str | None = None,
-    messageType: str | None = None,
-    chatStatus: str | None = None,
-    handledBy: str | None = None,
-    scenarioId: str | None = None,
-    rating: int | float | None = None,
-) -> dict[str, Any]:
-    """RoutingFields as the plain dict that goes into the metadata, every key present and in the
-    model's order. Its values come from validated fields (shared.models' _str and _number), so
-    building the model (and dumping it again) per webhook would only repeat checks; a test holds
-    the two equal."""
-    return {
-        "sender": sender,
-        "messageType": messageType,
-        "chatStatus": chatStatus,
-        "handledBy": handledBy,
-        "scenarioId": scenarioId,
-        "rating": rating,
-    }
+ROUTING_KEYS = tuple(RoutingFields.model_fields)
+_ROUTING_KEY_SET = frozenset(ROUTING_KEYS)
+
+
+def routing_fields(**values: str | int | float | None) -> dict[str, Any]:
+    """RoutingFields as the plain dict that goes into the metadata: every key of the model, in its
+    order, None where not given. The values come from validated fields (shared.contract.models'
+    _str and _number), so building the model and dumping it per webhook would only repeat checks."""
+    if not values.keys() <= _ROUTING_KEY_SET:
+        raise TypeError(f"not routing fields: {sorted(values.keys() - _ROUTING_KEY_SET)}")
+    return {key: values.get(key) for key in ROUTING_KEYS}
 
 
 class Metadata(RoutingFields):
@@ -106,29 +90,5 @@ class BusDetail(BaseModel):
         return self
 
 
-def build_metadata(webhook: Webhook, raw: bytes, *, received_ns: int, delivery_id: str) -> dict[str, Any]:
-    """Normalise what the consumers and rules need from a validated webhook and its raw bytes.
-
-    Returns the metadata as it goes on the bus: the dict `Metadata` dumps to, keys in its order.
-    Every value comes from the validated webhook, the clock or the bytes, so validating a Metadata
-    per webhook would only repeat checks already made; tests hold this dict equal to Metadata's
-    reading of it, for every topic.
-    """
-    occurred_ns = webhook.occurred_at_ns
-    sent_ns = webhook.sent_at_ns
-    return {
-        **webhook.routing(),
-        "schemaVersion": SCHEMA_VERSION,
-        "deliveryId": delivery_id,
-        "topic": webhook.topic,
-        "botId": webhook.botId,
-        "chatId": webhook.chat_id,
-        "messageId": webhook.message_id,
-        "requestId": webhook.request_id,
-        "receivedAt": ns_to_iso(received_ns),
-        "sentAt": None if sent_ns is None else ns_to_iso(sent_ns),
-        "occurredAt": None if occurred_ns is None else ns_to_iso(occurred_ns),
-        "occurredAtNs": None if occurred_ns is None else str(occurred_ns),
-        "bodySize": len(raw),
-        "bodySha256": hashlib.sha256(raw).hexdigest(),
-    }
+# The keys of the metadata, in the order the bus event carries them (build_metadata follows it).
+METADATA_KEYS = tuple(Metadata.model_fields)

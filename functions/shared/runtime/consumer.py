@@ -1,4 +1,5 @@
-"""What every consumer shares: the typed EventBridge event and the store, built once per sandbox."""
+"""What every consumer shares: the typed EventBridge event, the webhook it carries as its topic's
+model, and the store (the table, and through it the bucket), built once per sandbox."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import boto3
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.config import Config
 
-from shared.envelope import BusDetail
-from shared.lazy_client import LazyClient
-from shared.settings import ConsumerSettings
-from shared.store import Store
+from shared.contract.envelope import BusDetail
+from shared.contract.models import Webhook, parse_webhook
+from shared.runtime.clients import LazyClient
+from shared.runtime.settings import ConsumerSettings
+from shared.storage.store import Store
 
 # Correlate every log line of one webhook across functions by its delivery id.
 CORRELATION_PATH = "detail.metadata.deliveryId"
@@ -24,6 +26,12 @@ class WebhookEvent(EventBridgeModel):
     detail: BusDetail
 
 
+def webhook_of(detail: BusDetail, store: Store) -> Webhook:
+    """The event's webhook as its topic's model: read once (from the bucket when it was
+    claim-checked) and parsed once, for the consumer to dispatch on."""
+    return parse_webhook(store.webhook(detail))
+
+
 @cache
 def settings() -> ConsumerSettings:
     return ConsumerSettings.from_env()
@@ -31,23 +39,18 @@ def settings() -> ConsumerSettings:
 
 @cache
 def store() -> Store:
-    """Built on the first invocation, not at import, so tests and moto can stand in."""
+    """Built on the first invocation, not at import, so tests and moto can stand in. Its S3
+    client is made on first use (claim-checked bodies, oversize parts, transcripts): LazyClient."""
     return Store(
         boto3.client("dynamodb", config=_AWS_CONFIG),
-        s3_client(),
+        LazyClient("s3", _AWS_CONFIG),
         table=settings().table_name,
         bucket=settings().bucket_name,
         retention_days=settings().item_retention_days,
     )
 
 
-@cache
-def s3_client() -> object:
-    """Made on first use (claim-checked bodies, oversize parts, transcripts): see LazyClient."""
-    return LazyClient("s3", _AWS_CONFIG)
-
-
 def forget_clients() -> None:
     """Drop the cached settings and clients (tests and the local stack change the environment)."""
-    for cached in (settings, store, s3_client):
+    for cached in (settings, store):
         cached.cache_clear()

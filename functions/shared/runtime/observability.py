@@ -6,8 +6,8 @@
 - tracer: Powertools' Tracer when tracing is on. POWERTOOLS_TRACE_DISABLED=true (the template sets it
   when its Tracing parameter is Disabled, and the local stack and tests set it) gives a stand-in
   whose decorators add nothing: Powertools' Tracer imports and configures the X-Ray SDK even when
-  disabled, about a quarter of a cold start (bench/run.py). Handlers use capture_response=False and
-  POWERTOOLS_TRACER_CAPTURE_ERROR=false keeps payloads out of traces.
+  disabled, a large part of a cold start (docs/decisions.md, "Tracing and log levels"). Handlers
+  use capture_response=False and POWERTOOLS_TRACER_CAPTURE_ERROR=false keeps payloads out of traces.
 - metrics: POWERTOOLS_METRICS_NAMESPACE (set once in template.yaml Globals), dimension `service`.
   Only what AWS's own metrics cannot show is counted: refusals, spills, claim checks, duplicates,
   superseded updates, messages filled in from transcripts. Volume is in API Gateway's Count,

@@ -1,0 +1,1 @@
+"""How a function runs: its settings, its AWS clients, its logger, tracer and metrics, consumer wiring."""
