@@ -101,6 +101,15 @@ def metric_lines_in(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
 
 
+def metric_names(output: str) -> set[str]:
+    """The names of the metrics among what a handler printed."""
+    return {
+        metric["Name"]
+        for line in metric_lines_in(output)
+        for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
+
+
 @pytest.fixture
 def fresh_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     """Powertools keeps metrics in one process-wide set until a handler flushes them: what other
@@ -183,3 +192,37 @@ def samcli_probe(*args: str) -> Any:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class HungEndpoint:
+    """A socket on loopback that accepts connections and never answers: a service that hangs."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)  # held open, never read, never answered
+
+    def close(self) -> None:
+        self._server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.fixture
+def hung_endpoint() -> Iterator[HungEndpoint]:
+    endpoint = HungEndpoint()
+    yield endpoint
+    endpoint.close()

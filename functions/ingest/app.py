@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from ingest.auth import TokenVerifier
+from ingest.deadline import AWS_CONFIG, Deadline
 from ingest.errors import (
     AuthUnavailableError,
     BodyTooLargeError,
@@ -34,13 +35,11 @@ from shared.runtime.clients import LazyClient
 from shared.runtime.observability import logger, metrics, tracer
 from shared.runtime.settings import IngestSettings
 
-# Fail fast and let the service spill: a webhook sender will not wait long, and Lambda bills the wait.
-_AWS_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 # botocore's client-side check of PutEvents' parameters walks every entry again, on every webhook
 # (docs/decisions.md, "Warm ingest: no second validation of what ingest builds itself"). Our
 # entries are built here, never from input, and EventBridge checks them anyway; a refusal is a
 # ClientError that spills like any other.
-EVENTS_CONFIG = _AWS_CONFIG.merge(Config(parameter_validation=False))
+EVENTS_CONFIG = AWS_CONFIG.merge(Config(parameter_validation=False))
 
 # Every refusal's HTTP status. 503 only when nothing could be made durable: the one a sender may retry.
 STATUS: dict[type[WebhookError], int] = {
@@ -67,7 +66,7 @@ class HttpResponse:
 def service() -> IngestService:
     """Built once per execution environment, on the first request (not at import)."""
     settings = IngestSettings.from_env()
-    secrets = boto3.client("secretsmanager", config=_AWS_CONFIG)
+    secrets = boto3.client("secretsmanager", config=AWS_CONFIG)
 
     def load_secret() -> str:
         value: str = secrets.get_secret_value(SecretId=settings.token_secret_id)["SecretString"]
@@ -77,14 +76,14 @@ def service() -> IngestService:
         settings,
         verifier=TokenVerifier(load_secret),
         events=boto3.client("events", config=EVENTS_CONFIG),
-        s3=LazyClient("s3", _AWS_CONFIG),
+        s3=LazyClient("s3", AWS_CONFIG),
     )
 
 
-def respond(ingest: IngestService, request: HttpRequest) -> HttpResponse:
+def respond(ingest: IngestService, request: HttpRequest, deadline: Deadline | None = None) -> HttpResponse:
     """The HTTP answer to one request: 202 with the delivery id, or the refusal's status and code."""
     try:
-        accepted = ingest.handle(request)
+        accepted = ingest.handle(request, deadline)
     except WebhookError as exc:
         return error_response(exc)
     return HttpResponse(202, {"deliveryId": accepted.delivery_id, "status": accepted.outcome})
@@ -133,4 +132,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # API_GATEWAY_HTTP path), read here: a correlation_id_path is a JMESPath search on every
     # invocation (docs/decisions.md, "The warm bench times the Lambda handler").
     logger.set_correlation_id(request.request_id)
-    return to_api_gateway(respond(service(), request))
+    return to_api_gateway(respond(service(), request, Deadline.for_invocation(context)))

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.auth import TokenVerifier, bearer_token
+from ingest.deadline import ANSWER_WITHIN_S, ATTEMPT_S, SPILL_RESERVE_S, Deadline, retry_within
 from ingest.errors import (
     KEPT_IN_QUARANTINE,
     AuthUnavailableError,
@@ -37,6 +38,7 @@ from shared.runtime.settings import IngestSettings
 from shared.storage.bucket import (
     CLAIM_CHECK_PREFIX,
     QUARANTINE_PREFIX,
+    REFUSED_FIELD,
     SPILL_PREFIX,
     SPILLED_BODY_FIELD,
     object_key,
@@ -78,10 +80,12 @@ class IngestService:
         self._clock_ns = clock_ns
         self._new_id = new_id
 
-    def handle(self, request: HttpRequest) -> Accepted:
-        """Make one webhook durable, or raise the WebhookError that says why not (ingest.errors)."""
+    def handle(self, request: HttpRequest, deadline: Deadline | None = None) -> Accepted:
+        """Make one webhook durable, or raise the WebhookError that says why not (ingest.errors),
+        within the deadline's budget (ingest.deadline)."""
+        deadline = deadline or Deadline(ANSWER_WITHIN_S)
         # 1. Authenticate: nothing is read, parsed or written for a stranger.
-        self._authenticate(request)
+        self._authenticate(request, deadline)
         received_ns = self._clock_ns()
         delivery_id = self._new_id()
         raw: bytes | None = None
@@ -97,19 +101,23 @@ class IngestService:
             webhook = parse_webhook(document)
             self._check_bot(webhook)
             metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
-            return self._make_durable(document, metadata, raw, received_ns)
+            return self._make_durable(document, metadata, raw, received_ns, deadline)
         except WebhookError as exc:
-            self._reject(exc, request, received_ns, delivery_id, raw)
+            self._reject(exc, request, received_ns, delivery_id, raw, deadline)
             raise
 
-    def _authenticate(self, request: HttpRequest) -> None:
+    def _authenticate(self, request: HttpRequest, deadline: Deadline) -> None:
         try:
             authorised = self._verifier.verify(
-                request.path_token, bearer_token(request.headers.get("authorization"))
+                request.path_token,
+                bearer_token(request.headers.get("authorization")),
+                may_retry=deadline.another_attempt(),
             )
         except AuthUnavailableError as exc:
+            # Nothing was authenticated, so nothing can be kept: a webhook lost, if it was one.
             logger.error("token secret unavailable", error=type(exc.__cause__).__name__)
             metrics.add_metric(name="AuthUnavailable", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="WebhooksLost", unit=MetricUnit.Count, value=1)
             raise
         if not authorised:
             metrics.add_metric(name="WebhooksUnauthorized", unit=MetricUnit.Count, value=1)
@@ -123,19 +131,24 @@ class IngestService:
     # --- the accepted path ---------------------------------------------------------------------
 
     def _make_durable(
-        self, document: dict[str, Any], metadata: dict[str, Any], raw: bytes, received_ns: int
+        self,
+        document: dict[str, Any],
+        metadata: dict[str, Any],
+        raw: bytes,
+        received_ns: int,
+        deadline: Deadline,
     ) -> Accepted:
         detail = _serialise({"metadata": metadata, "webhook": document})
         claim_checked = False
         if len(detail) > self._settings.claim_check_threshold_bytes:
-            detail, claim_checked = self._claim_check(metadata, raw, received_ns, detail)
+            detail, claim_checked = self._claim_check(metadata, raw, received_ns, detail, deadline)
         entry = {
             "Source": self._settings.event_source,
             "DetailType": metadata["topic"],
             "Detail": detail.decode("utf-8"),
             "EventBusName": self._settings.event_bus_name,
         }
-        outcome = self._publish(entry, metadata, raw, received_ns, claim_checked=claim_checked)
+        outcome = self._publish(entry, metadata, raw if claim_checked else None, received_ns, deadline)
         if claim_checked:
             metrics.add_metric(name="WebhooksClaimChecked", unit=MetricUnit.Count, value=1)
         logger.info(
@@ -151,34 +164,37 @@ class IngestService:
         return Accepted(metadata["deliveryId"], outcome)
 
     def _claim_check(
-        self, metadata: dict[str, Any], raw: bytes, received_ns: int, inline: bytes
+        self, metadata: dict[str, Any], raw: bytes, received_ns: int, inline: bytes, deadline: Deadline
     ) -> tuple[bytes, bool]:
         key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata["deliveryId"])
         try:
-            ref = check_in(self._s3, self._settings.bucket_name, key, raw)
+            ref = retry_within(
+                lambda: check_in(self._s3, self._settings.bucket_name, key, raw),
+                # After it: the bus, and the spill if the bus does not answer.
+                deadline.another_attempt(ATTEMPT_S + SPILL_RESERVE_S),
+            )
         except (ClientError, BotoCoreError) as exc:
             logger.warning("claim check failed", delivery_id=metadata["deliveryId"], error=type(exc).__name__)
             metrics.add_metric(name="ClaimCheckFailed", unit=MetricUnit.Count, value=1)
             if len(inline) + ENTRY_OVERHEAD_BYTES <= EVENTBRIDGE_MAX_ENTRY_BYTES:
                 return inline, False  # still fits on the bus: send it inline rather than fail
-            raise NotDurableError from exc
+            raise self._lost(metadata["deliveryId"], "claim check failed and the body is over 1 MB") from exc
         return _serialise({"metadata": metadata, "webhookRef": ref.model_dump()}), True
 
     def _publish(
         self,
         entry: dict[str, Any],
         metadata: dict[str, Any],
-        raw: bytes,
+        claim_checked_body: bytes | None,
         received_ns: int,
-        *,
-        claim_checked: bool = False,
+        deadline: Deadline,
     ) -> str:
         delivery_id = metadata["deliveryId"]
         try:
-            (result,) = self._publisher.put([entry])
+            (result,) = self._publisher.put([entry], may_retry=deadline.another_attempt(SPILL_RESERVE_S))
         except BusUnavailableError as exc:
             logger.warning("event bus unavailable", delivery_id=delivery_id, error=str(exc))
-            return self._spill(entry, metadata, received_ns, raw if claim_checked else None)
+            return self._spill(entry, metadata, received_ns, claim_checked_body, deadline)
         finally:
             if self._publisher.retries:
                 metrics.add_metric(
@@ -189,14 +205,24 @@ class IngestService:
             return "accepted"
         if result.transient:
             logger.warning("event bus kept failing", delivery_id=delivery_id, error=result.error_code)
-            return self._spill(entry, metadata, received_ns, raw if claim_checked else None)
-        # The bus refused the entry for good (MalformedDetail, AccessDenied...): retrying cannot help.
-        logger.error("event bus rejected the event", delivery_id=delivery_id, error=result.error_code)
-        self._quarantine(raw, delivery_id, received_ns, reason=f"bus_rejected:{result.error_code}")
-        return "quarantined"
+        else:
+            # Refused for good (AccessDenied, NotAuthorizedForSource, MalformedDetail...): a valid
+            # webhook the bus would not take, most often a bus policy or permission mistake. Kept
+            # where redrive finds it, counted and alarmed (BusRefused), never in quarantine.
+            logger.error("event bus refused the event", delivery_id=delivery_id, error=result.error_code)
+            metrics.add_metric(name="BusRefused", unit=MetricUnit.Count, value=1)
+        return self._spill(
+            entry, metadata, received_ns, claim_checked_body, deadline, refused=result.error_code
+        )
 
     def _spill(
-        self, entry: dict[str, Any], metadata: dict[str, Any], received_ns: int, body: bytes | None
+        self,
+        entry: dict[str, Any],
+        metadata: dict[str, Any],
+        received_ns: int,
+        body: bytes | None,
+        deadline: Deadline,
+        refused: str | None = None,
     ) -> str:
         """Keep the entry for a redrive. Spill objects never expire but claim checks do, so a
         claim-checked body travels in the spill object too (base64: the exact bytes) and redrive
@@ -205,22 +231,30 @@ class IngestService:
         spilled: dict[str, Any] = {"entry": entry, "deliveryId": metadata["deliveryId"]}
         if body is not None:
             spilled[SPILLED_BODY_FIELD] = base64.b64encode(body).decode("ascii")
+        if refused:
+            spilled[REFUSED_FIELD] = refused
         try:
-            self._s3.put_object(
-                Bucket=self._settings.bucket_name,
-                Key=key,
-                Body=_serialise(spilled),
-                ContentType="application/json",
-                ChecksumAlgorithm="SHA256",
+            retry_within(
+                lambda: self._s3.put_object(
+                    Bucket=self._settings.bucket_name,
+                    Key=key,
+                    Body=_serialise(spilled),
+                    ContentType="application/json",
+                    ChecksumAlgorithm="SHA256",
+                ),
+                deadline.another_attempt(),
             )
         except (ClientError, BotoCoreError) as exc:
-            metrics.add_metric(name="WebhooksLost", unit=MetricUnit.Count, value=1)
-            logger.error(
-                "spill failed: nothing durable", delivery_id=metadata["deliveryId"], error=type(exc).__name__
-            )
-            raise NotDurableError from exc
+            raise self._lost(metadata["deliveryId"], "spill failed") from exc
         metrics.add_metric(name="WebhooksSpilled", unit=MetricUnit.Count, value=1)
         return "spilled"
+
+    @staticmethod
+    def _lost(delivery_id: str, why: str) -> NotDurableError:
+        """An authenticated webhook that ended with nothing durable: counted once, here."""
+        metrics.add_metric(name="WebhooksLost", unit=MetricUnit.Count, value=1)
+        logger.error("nothing durable: " + why, delivery_id=delivery_id)
+        return NotDurableError()
 
     # --- the rejected path ---------------------------------------------------------------------
 
@@ -231,11 +265,13 @@ class IngestService:
         received_ns: int,
         delivery_id: str,
         raw: bytes | None,
+        deadline: Deadline,
     ) -> None:
+        # The codes only: a field's path is built from the body's keys, which may be personal data.
         logger.info(
             "webhook rejected",
             code=error.code,
-            fields=[p.field for p in error.problems][:5],
+            field_codes=sorted({p.code for p in error.problems}),
             delivery_id=delivery_id,
         )
         metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
@@ -243,30 +279,34 @@ class IngestService:
             # Authenticated but unusable: keep the bytes so a schema question can be settled later.
             body = raw if raw is not None else _request_bytes(request)
             if body is not None:
-                self._quarantine(body, delivery_id, received_ns, reason=error.code, request=request)
+                self._quarantine(body, delivery_id, received_ns, error.code, request, deadline)
 
     def _quarantine(
         self,
         raw: bytes,
         delivery_id: str,
         received_ns: int,
-        *,
         reason: str,
-        request: HttpRequest | None = None,
+        request: HttpRequest,
+        deadline: Deadline,
     ) -> None:
-        headers = request.headers if request else {}
+        headers = request.headers
         try:
-            self._s3.put_object(
-                Bucket=self._settings.bucket_name,
-                Key=object_key(QUARANTINE_PREFIX, received_ns, delivery_id, suffix=".bin"),
-                Body=raw,
-                ContentType="application/octet-stream",
-                # Only what explains the bytes: never the path (it may hold the token) or auth headers.
-                Metadata={
-                    "reason": reason[:200],
-                    "content-type": headers.get("content-type", "")[:200],
-                    "content-encoding": headers.get("content-encoding", "")[:200],
-                },
+            retry_within(
+                lambda: self._s3.put_object(
+                    Bucket=self._settings.bucket_name,
+                    Key=object_key(QUARANTINE_PREFIX, received_ns, delivery_id, suffix=".bin"),
+                    Body=raw,
+                    ContentType="application/octet-stream",
+                    # Only what explains the bytes: never the path (it may hold the token) or
+                    # auth headers.
+                    Metadata={
+                        "reason": reason[:200],
+                        "content-type": headers.get("content-type", "")[:200],
+                        "content-encoding": headers.get("content-encoding", "")[:200],
+                    },
+                ),
+                deadline.another_attempt(),
             )
         except (ClientError, BotoCoreError) as exc:
             metrics.add_metric(name="QuarantineFailed", unit=MetricUnit.Count, value=1)

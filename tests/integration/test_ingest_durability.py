@@ -14,10 +14,11 @@ from ingest.app import EVENTS_CONFIG, respond
 from ingest.auth import TokenVerifier
 from ingest.request import HttpRequest
 from ingest.service import IngestService
+from shared.runtime.observability import metrics
 from shared.runtime.settings import IngestSettings
 from shared.storage.bus import BusPublisher
-from tests.aws import BUCKET, BUS, TOKEN, IngestStack
-from tests.conftest import load_sample, sample_bytes
+from tests.aws import BUS, TOKEN, IngestStack
+from tests.conftest import load_sample, metric_names, sample_bytes
 
 RECEIVED_NS = 1700000000123456789
 # A closed port on loopback: connecting fails at once, like an unreachable endpoint.
@@ -152,22 +153,47 @@ def test_an_entry_that_stays_throttled_is_spilled_and_accepted(stack: IngestStac
     assert json.loads(spilled["entry"]["Detail"])["webhook"] == load_sample("chat.user.message")
 
 
-def test_malformed_detail_is_quarantined_not_retried(stack: IngestStack) -> None:
+@pytest.mark.parametrize(
+    "code", ["MalformedDetail", "AccessDeniedException", "NotAuthorizedForSourceException", "InvalidArgument"]
+)
+def test_an_entry_the_bus_refuses_for_good_is_spilled_counted_and_never_retried(
+    stack: IngestStack, code: str, capsys: pytest.CaptureFixture[str], fresh_metrics: None
+) -> None:
+    # A valid webhook the bus will not take (a bus policy or permission mistake, most often) is
+    # kept where redrive finds it, not in quarantine, which is for bodies that failed validation.
     events = boto3.client("events")
     with Stubber(events) as stub:
         stub.add_response(
             "put_events",
-            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "x"}]},
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": code, "ErrorMessage": "x"}]},
             {"Entries": [entry_for("chat.user.message")]},
         )
         response = post(build(stack, events))
         stub.assert_no_pending_responses()
-    assert (response.status, response.body["status"]) == (202, "quarantined")
-    key = "quarantine/dt=2023-11-14/delivery-0001.bin"
-    assert stack.objects("quarantine/") == {key: sample_bytes("chat.user.message")}
-    assert (
-        stack.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]["reason"] == "bus_rejected:MalformedDetail"
-    )
+    assert (response.status, response.body["status"]) == (202, "spilled")
+    assert stack.objects("quarantine/") == {}
+    (spilled,) = stack.objects("spill/").values()
+    assert json.loads(spilled)["refusedBy"] == code
+    assert json.loads(json.loads(spilled)["entry"]["Detail"])["webhook"] == load_sample("chat.user.message")
+    metrics.flush_metrics()
+    assert {"BusRefused", "WebhooksSpilled"} <= metric_names(capsys.readouterr().out)
+
+
+def test_a_refused_entry_whose_spill_fails_is_503_and_counted_lost(
+    stack: IngestStack, capsys: pytest.CaptureFixture[str], fresh_metrics: None
+) -> None:
+    events = boto3.client("events")
+    s3 = boto3.client("s3", endpoint_url=DEAD_ENDPOINT, config=FAST_FAIL)
+    with Stubber(events) as stub:
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "AccessDeniedException", "ErrorMessage": "x"}]},
+            {"Entries": [entry_for("chat.user.message")]},
+        )
+        response = post(build(stack, events, s3))
+    assert (response.status, response.body["error"]["code"]) == (503, "storage_unavailable")
+    metrics.flush_metrics()
+    assert {"BusRefused", "WebhooksLost"} <= metric_names(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,8 @@ OVERSIZE_PREFIX = "oversize/"
 CONTENT_TYPE = "application/json"
 # The field of a spill object that carries a claim-checked body (base64), for redrive to put back.
 SPILLED_BODY_FIELD = "claimCheckedBody"
+# The field of a spill object that names the bus's refusal, when the bus refused the event for good.
+REFUSED_FIELD = "refusedBy"
 # The error codes S3 gives for a missing key (HEAD has no body, so only its status: "404"). A role
 # without s3:ListBucket on the bucket gets 403 instead.
 S3_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
