@@ -2,7 +2,8 @@
 
 Tokens live in a Secrets Manager secret generated at deploy time. The secret holds one token, or a
 JSON object whose string values (and lists of strings) are all valid tokens, so that a new token
-can be added, Ebbot reconfigured, and the old one removed without downtime (README, "Deploy to AWS").
+can be added, Ebbot reconfigured, and the old one removed without downtime
+(docs/operations.md, "Rotating the token").
 The secret is cached and refreshed in the background (TokenVerifier); a token that matches nothing
 triggers one refresh (at most one per `min_refresh_interval_s`), so a rotated-in token works at
 once without letting bad requests hammer Secrets Manager. Comparison is constant-time, and no

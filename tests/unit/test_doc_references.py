@@ -59,8 +59,8 @@ def references() -> list[tuple[str, str, str | None]]:
 
 def test_the_checker_sees_references_in_code_docs_and_the_template() -> None:
     found = {(where, doc) for where, doc, _ in references()}
-    assert ("template.yaml", "README") in found
-    assert ("functions/ingest/auth.py", "README") in found
+    assert ("template.yaml", "docs/operations.md") in found
+    assert ("functions/ingest/auth.py", "docs/operations.md") in found
     assert any(doc == "docs/decisions.md" for _, doc, _ in references())
 
 

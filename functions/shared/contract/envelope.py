@@ -75,9 +75,10 @@ class WebhookRef(BaseModel):
 
 
 class BusDetail(BaseModel):
-    """`detail` of every event we put on the bus. Exactly one of webhook and webhookRef is set."""
+    """`detail` of every event we put on the bus. Exactly one of webhook and webhookRef is set.
+    Its errors never repeat the event's values (the chat's content)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     metadata: Metadata
     webhook: dict[str, Any] | None = None

@@ -33,12 +33,19 @@ class WebhookInvalidError(WebhookError):
     """The body is not a webhook we can route and store: not JSON, a wrong type at a named field..."""
 
 
+# A path is built from the body's keys, which can be anything (an e-mail address, a phone number):
+# it goes back to the sender only, and only this long. Logs never carry it.
+MAX_PATH_CHARS = 100
+
+
 def format_path(loc: Sequence[int | str]) -> str:
-    """('data', 'conversation', 2, 'id') -> 'data.conversation[2].id'."""
+    """('data', 'conversation', 2, 'id') -> 'data.conversation[2].id', cut to MAX_PATH_CHARS."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
             path += f".{part}" if path else str(part)
+    if len(path) > MAX_PATH_CHARS:
+        path = path[: MAX_PATH_CHARS - 1] + "…"
     return path or "(body)"

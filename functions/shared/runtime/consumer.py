@@ -8,6 +8,7 @@ from functools import cache
 import boto3
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.config import Config
+from pydantic import ConfigDict
 
 from shared.contract.envelope import BusDetail
 from shared.contract.models import Webhook, parse_webhook
@@ -21,7 +22,10 @@ _AWS_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standa
 
 
 class WebhookEvent(EventBridgeModel):
-    """An event from our bus as EventBridge delivers it to a Lambda target."""
+    """An event from our bus as EventBridge delivers it to a Lambda target. A refusal names fields,
+    never their values: Lambda logs the error of a failed invocation."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     detail: BusDetail
 

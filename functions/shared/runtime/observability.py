@@ -8,6 +8,9 @@
   whose decorators add nothing: Powertools' Tracer imports and configures the X-Ray SDK even when
   disabled, a large part of a cold start (docs/decisions.md, "Tracing and log levels"). Handlers
   use capture_response=False and POWERTOOLS_TRACER_CAPTURE_ERROR=false keeps payloads out of traces.
+- the AWS SDK's own loggers are held at WARNING whatever the level: at LogLevel=DEBUG Lambda's
+  runtime sets the root logger to DEBUG, and botocore would then log every request and response
+  body (a GetSecretValue answer is the token; a PutEvents detail is the chat).
 - metrics: POWERTOOLS_METRICS_NAMESPACE (set once in template.yaml Globals), dimension `service`.
   Only what AWS's own metrics cannot show is counted: refusals, spills, claim checks, duplicates,
   superseded updates, messages filled in from transcripts. Volume is in API Gateway's Count,
@@ -18,6 +21,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +66,11 @@ def make_tracer() -> HandlerTracer:
 
     return cast("HandlerTracer", Tracer())
 
+
+# Their DEBUG lines carry request and response bodies: tokens and chat content.
+SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
+for _name in SDK_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 logger = Logger()
 tracer = make_tracer()
