@@ -25,6 +25,7 @@ def store_message(detail: BusDetail, store: Store) -> bool:
         ns=webhook.occurred_at_ns or 0,
         message=data.model_dump(mode="json", exclude_unset=True),
         source=webhook.topic,
+        own_precision=data.timestamp_precision,
     )
     if not result.written:  # a redelivery, or chat.message and chat.<sender>.message both subscribed
         metrics.add_metric(name="MessagesDuplicate", unit=MetricUnit.Count, value=1)

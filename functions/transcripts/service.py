@@ -15,7 +15,7 @@ from shared.contract.timestamps import ns_to_iso
 from shared.runtime.observability import MetricUnit, in_threads, logger, metrics
 from shared.storage.bucket import transcript_key
 from shared.storage.chat_state import ChatUpdate, version_of
-from shared.storage.store import Store, message_sk
+from shared.storage.store import Store
 
 # Concurrent writes of the messages a transcript has and the table does not (boto3's clients are
 # thread-safe; their connection pool holds 10).
@@ -36,13 +36,14 @@ def store_transcript(detail: BusDetail, store: Store) -> dict[str, Any]:
     # The missing ones are written FILL_WORKERS at a time: one after another, a long transcript none
     # of whose messages arrived (thousands of writes) would come near the function's timeout. Each
     # write is idempotent, so a retry after a failure resumes where this one stopped.
+    # By key: a message is the same message whatever instant each delivery spelled.
     stored = store.message_keys(chat_id)
     missing: list[dict[str, Any]] = []
     for message in webhook.data.conversation:
         message_key = message.key(chat_id)
-        ns = message.timestamp_ns if message.timestamp_ns is not None else closed_ns
-        if message_sk(ns, message_key) in stored:
+        if message_key in stored:
             continue
+        ns = message.timestamp_ns if message.timestamp_ns is not None else closed_ns
         missing.append(
             {
                 "bot_id": webhook.botId,
@@ -52,6 +53,7 @@ def store_transcript(detail: BusDetail, store: Store) -> dict[str, Any]:
                 "ns": ns,
                 "message": message.model_dump(mode="json", exclude_unset=True),
                 "source": None,  # the transcript is not a message delivery
+                "own_precision": message.timestamp_precision,
             }
         )
     results = in_threads(lambda fields: store.put_message(**fields), missing, FILL_WORKERS)

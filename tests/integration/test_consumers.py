@@ -93,39 +93,39 @@ def deliver(env: Env, topic: str, store: Store | None = None) -> bool:
 
 # --- messages ------------------------------------------------------------------------------------
 
-# Hand-written from the samples: topic -> (sort key, message id, sender, type, at)
+# Hand-written from the samples: topic -> (sort key, instant in ns, sender, type, at)
 EXPECTED_MESSAGES = {
     "chat.user.message": (
-        "MSG#01672531205397183857#9d0c1b2a-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
-        "9d0c1b2a-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+        "MSG#id#9d0c1b2a-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+        "1672531205397183857",
         "user",
         "text",
         "2023-01-01T00:00:05.397183Z",
     ),
     "chat.bot.message": (
-        "MSG#01672531203241731866#f7011d1a-e192-4351-9251-c0c6d3b32524",
-        "f7011d1a-e192-4351-9251-c0c6d3b32524",
+        "MSG#id#f7011d1a-e192-4351-9251-c0c6d3b32524",
+        "1672531203241731866",
         "bot",
         "url",
         "2023-01-01T00:00:03.241731Z",
     ),
     "chat.agent.message": (
-        "MSG#01672531210310412954#e8328e60-6757-48ea-87d1-3be485348b4c",
-        "e8328e60-6757-48ea-87d1-3be485348b4c",
+        "MSG#id#e8328e60-6757-48ea-87d1-3be485348b4c",
+        "1672531210310412954",
         "agent",
         "text",
         "2023-01-01T00:00:10.310412Z",
     ),
     "chat.system.message": (
-        "MSG#01672531208158836861#2276d442-3af1-4f80-a21b-c405632e3b60",
-        "2276d442-3af1-4f80-a21b-c405632e3b60",
+        "MSG#id#2276d442-3af1-4f80-a21b-c405632e3b60",
+        "1672531208158836861",
         "system",
         "text_info",
         "2023-01-01T00:00:08.158836Z",
     ),
     "chat.message": (
-        "MSG#01672531215004417021#5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
-        "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
+        "MSG#id#5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
+        "1672531215004417021",
         "user",
         "text",
         "2023-01-01T00:00:15.004417Z",
@@ -136,7 +136,7 @@ EXPECTED_MESSAGES = {
 @pytest.mark.parametrize("topic", MESSAGE_TOPICS)
 def test_each_message_sample_is_one_item(env: Env, topic: str) -> None:
     assert deliver(env, topic) is True
-    sk, message_id, sender, kind, at = EXPECTED_MESSAGES[topic]
+    sk, ns, sender, kind, at = EXPECTED_MESSAGES[topic]
     (item,) = env.items()
     body = json.loads((ROOT / "events" / "webhooks" / f"{topic}.json").read_text())
     assert item == {
@@ -145,16 +145,22 @@ def test_each_message_sample_is_one_item(env: Env, topic: str) -> None:
         "entity": "message",
         "botId": BOT,
         "chatId": CHAT,
-        "messageId": message_id,
+        "messageId": sk.removeprefix("MSG#id#"),
         "hasId": True,
         "sender": sender,
         "type": kind,
         "at": at,
-        "atNs": sk.split("#")[1].lstrip("0"),
+        "atNs": ns,
         "sources": {topic},
-        "m_value": item["m_value"],
+        "version": item["version"],
+        "message": item["message"],
     }
-    assert json.loads(item["m_value"]) == body["data"]["value"]
+    # Its own instant to the nanosecond, from its own topic (or chat.message): docs/data-model.md.
+    assert item["version"].startswith("19#2#" if topic == "chat.message" else "19#3#")
+    # The message as Ebbot sent it, every field but those the item carries itself.
+    assert json.loads(item["message"]) == {
+        k: v for k, v in body["data"].items() if k not in ("timestamp", "chatId")
+    }
 
 
 @pytest.mark.parametrize("topic", MESSAGE_TOPICS)
@@ -195,21 +201,21 @@ def test_id_less_button_click_is_stored_once_under_its_stable_key(env: Env) -> N
 
 
 def test_message_with_deep_nesting_and_big_value_never_fails(env: Env) -> None:
-    # 40 levels: deeper than DynamoDB's 32 for maps; and 200 KB: over the inline JSON limit.
+    # 40 levels: deeper than DynamoDB's 32 for maps; and 300 KB: over the inline JSON limit.
     event = bridge_event("chat.bot.message")
     deep: Any = "leaf"
     for _ in range(40):
         deep = {"d": deep}
     event["detail"]["webhook"]["data"]["value"] = {
         "deep": deep,
-        "blob": "x" * 200_000,
+        "blob": "x" * 300_000,
         "n": 12345678901234567,
     }
     assert store_message(BusDetail.model_validate(event["detail"]), env.store()) is True
     (item,) = env.items()
-    assert "m_value" not in item
-    stored = env.s3.get_object(Bucket=BUCKET, Key=item["m_valueRef"])["Body"].read()
-    assert json.loads(stored)["deep"] == deep
+    assert "message" not in item
+    stored = env.s3.get_object(Bucket=BUCKET, Key=item["messageRef"])["Body"].read()
+    assert json.loads(stored)["value"]["deep"] == deep
 
 
 def test_retention_sets_ttl(env: Env) -> None:

@@ -93,7 +93,8 @@ def test_missing_messages_are_filled_in_and_counted(env: Env) -> None:
     # without an id, rating_request, rating, url) are filled in.
     assert result["messagesFilledIn"] == 5
     items, _ = env.state()
-    messages = [i for i in items if i["sk"].startswith("MSG#")]
+    # A chat's messages in time order: its message items, ordered by their instant.
+    messages = sorted((i for i in items if i["sk"].startswith("MSG#")), key=lambda m: int(m["atNs"]))
     assert len(messages) == 10
     assert [m["type"] for m in messages] == [
         "scenario",

@@ -27,12 +27,14 @@ from pydantic_core import CoreSchema, core_schema
 
 from shared.contract.envelope import METADATA_KEYS, SCHEMA_VERSION, routing_fields
 from shared.contract.errors import FieldProblem, WebhookInvalidError, format_path
-from shared.contract.timestamps import ns_to_iso, to_ns
+from shared.contract.timestamps import ns_to_iso, precision_digits, to_ns
 
 # Ids are opaque: Ebbot's chat ids contain dots, bot ids are 30 alphanumerics, message ids UUIDs,
-# but nothing here depends on that. The length cap keeps every id inside DynamoDB's 1 KB sort-key
-# limit and S3's 1 KB key limit with room for the prefixes we add.
-Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+# but nothing here depends on that. 128 characters are at most 512 UTF-8 bytes: with the prefixes we
+# add, inside DynamoDB's key limits (2,048 bytes for a partition key, 1,024 for a sort key); S3 keys
+# hash an id too long for them (shared.storage.bucket).
+MAX_ID_CHARS = 128
+Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS)]
 Topic = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # EventBridge's detail-type limit
 
 
@@ -249,6 +251,11 @@ class MessageFields(EbbotModel):
     @property
     def timestamp_ns(self) -> int | None:
         return None if self.timestamp is None else to_ns(self.timestamp)
+
+    @property
+    def timestamp_precision(self) -> int | None:
+        """Digits of a second its own timestamp gives (shared.contract.timestamps), None without one."""
+        return None if self.timestamp is None else precision_digits(self.timestamp)
 
     def key(self, chat_id: str) -> str:
         """The message id, or for an id-less message (Ebbot omits it on button_click) a stable key.

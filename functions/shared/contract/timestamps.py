@@ -91,6 +91,18 @@ def to_ns(value: object) -> int:
     return ns
 
 
+def precision_digits(value: object) -> int:
+    """How many digits of a second an instant's spelling gives, up to 9 (nanoseconds):
+    "1672531205.397183857" 9, "1672531205397.183" 6, integer milliseconds 3, integer seconds 0.
+    Two spellings of one instant at one precision give the same nanoseconds (to_ns)."""
+    number = to_decimal(value)
+    exponent = number.as_tuple().exponent
+    fraction = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    if number.to_integral_value(ROUND_FLOOR) > MILLISECONDS_THRESHOLD:
+        fraction += 3
+    return min(9, fraction)
+
+
 @lru_cache(maxsize=64)
 def _iso_date(days: int) -> str:
     """The ISO date `days` after 1970-01-01 (a webhook's instants fall on a day or two)."""

@@ -45,12 +45,26 @@ def object_key(prefix: str, received_ns: int, delivery_id: str, suffix: str = ".
     return f"{prefix}dt={ns_to_date(received_ns)}/{delivery_id}{suffix}"
 
 
+# An id's part of an S3 key at most, percent-encoded: two of them and the rest of a transcript's key
+# stay far inside S3's 1,024-byte limit.
+MAX_KEY_PART_CHARS = 256
+
+
+def key_part(value: str) -> str:
+    """An id as a part of an S3 key: percent-encoded where unsafe, or, when that is longer than
+    MAX_KEY_PART_CHARS (ids of many non-ASCII characters), `~` and 32 hex digits of its sha256."""
+    quoted = quote(value, safe="-_.~")
+    if len(quoted) <= MAX_KEY_PART_CHARS:
+        return quoted
+    return "~" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
 def transcript_key(bot_id: str, chat_id: str, closed_ns: int) -> str:
-    """`transcripts/bot=<botId>/dt=<YYYY-MM-DD>/<chatId>.json`, ids percent-encoded where unsafe.
+    """`transcripts/bot=<botId>/dt=<YYYY-MM-DD>/<chatId>.json`, each id as a key part.
 
     Partitioned Hive-style by bot and by the date of the close (Ebbot's timestamp, not the receive
     time), so a replay or redelivery writes the same object."""
-    bot, chat = quote(bot_id, safe="-_.~"), quote(chat_id, safe="-_.~")
+    bot, chat = key_part(bot_id), key_part(chat_id)
     return f"{TRANSCRIPTS_PREFIX}bot={bot}/dt={ns_to_date(closed_ns)}/{chat}.json"
 
 

@@ -2,7 +2,8 @@
 
 Key design, per chat partition `CHAT#<chatId>`:
 - `CHAT`                         the chat's state (last-writer-wins registers, shared.storage.chat_state)
-- `MSG#<20-digit ns>#<key>`      one item per message, in time order
+- `MSG#id#<key>`                 one item per message id (`atNs` orders them); tables written
+                                 before 2026-12-02 may also hold `MSG#<20-digit ns>#<key>` items
 - `RUN#<20-digit ns>#<hash>`     one item per scenario run
 GSI1 (`BOT#<botId>`, `<20-digit ns first seen>`) lists a bot's chats by start.
 
@@ -31,9 +32,17 @@ from shared.storage.claim_check import resolve_webhook
 
 # A JSON part above this goes to S3; an item then stays far below DynamoDB's 400 KB limit.
 INLINE_JSON_LIMIT = 96 * 1024
-# Message fields kept as top-level attributes (or implied by the key) rather than as m_<name> JSON.
-# The timestamp's text differs between deliveries (seconds or milliseconds); atNs is exact.
-_MESSAGE_KEY_FIELDS = frozenset({"id", "sender", "type", "timestamp", "chatId"})
+# A message item holds the whole message as one JSON attribute, so its expression and item size do
+# not grow with the number of fields Ebbot sends; this much of it is inline, the rest in S3.
+MESSAGE_INLINE_LIMIT = 200 * 1024
+# Strings lifted out of the body into top-level attributes (sender, type, scenario names, the chat's
+# status...) only up to this length: an unbounded one would make the item too large to write. A
+# longer one stays in the JSON it came from.
+MAX_ATTRIBUTE_CHARS = 256
+# Which delivery of a message the item keeps, by where it came from: the message's own topic, then
+# chat.message, then a chat.close transcript (docs/data-model.md, "Message items").
+GENERIC_MESSAGE_TOPIC = "chat.message"
+SOURCE_RANK_OWN_TOPIC, SOURCE_RANK_GENERIC, SOURCE_RANK_TRANSCRIPT = 3, 2, 1
 # Optimistic-concurrency retries on the chat item before the invocation fails (and is retried).
 MAX_CHAT_WRITE_ATTEMPTS = 8
 
@@ -42,8 +51,46 @@ def chat_pk(chat_id: str) -> str:
     return f"CHAT#{chat_id}"
 
 
-def message_sk(ns: int, key: str) -> str:
-    return f"MSG#{ns:020d}#{key}"
+def message_sk(key: str) -> str:
+    return f"MSG#id#{key}"
+
+
+def key_of_message_sk(sk: str) -> str:
+    """The message key in a message item's sort key, in either form: `MSG#id#<key>`, and the
+    `MSG#<20-digit ns>#<key>` of tables written before one item per id."""
+    rest = sk.removeprefix("MSG#")
+    if rest.startswith("id#"):
+        return rest[3:]
+    return rest.split("#", 1)[1]
+
+
+# Fields the item carries in attributes of its own: the message's JSON leaves them out, so that two
+# deliveries that differ only in how they spell the instant, or in where the chat id sits, agree.
+_CARRIED_BY_THE_ITEM = ("timestamp", "chatId")
+
+
+def message_content(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as the item keeps it: every field but its instant and its chat (atNs, chatId)."""
+    return {k: v for k, v in message.items() if k not in _CARRIED_BY_THE_ITEM}
+
+
+def message_version(*, source: str | None, own_precision: int | None, ns: int, content: Any) -> str:
+    """The order in which deliveries of one message win, the same in every delivery order:
+    1. an instant of the message's own, the more digits of a second it gives the better (a webhook
+       without `data.timestamp` borrows its envelope's, a transcript message without one the close's);
+    2. where it came from: the message's own topic, then chat.message, then a chat.close transcript;
+    3. then 64 bits of the content's sha256, and the instant itself: a total order.
+    The item keeps the instant and the content of the delivery with the highest version."""
+    instant = f"1{own_precision}" if own_precision is not None else "00"
+    rank = (
+        SOURCE_RANK_TRANSCRIPT
+        if source is None
+        else SOURCE_RANK_GENERIC
+        if source == GENERIC_MESSAGE_TOPIC
+        else SOURCE_RANK_OWN_TOPIC
+    )
+    canonical = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+    return f"{instant}#{rank}#{hashlib.sha256(canonical.encode()).hexdigest()[:16]}#{ns:020d}"
 
 
 def run_sk(ns: int, identity: str) -> str:
@@ -65,6 +112,11 @@ def _s(value: str) -> dict[str, str]:
 
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+def _short(value: Any) -> str | None:
+    """A non-empty string short enough for a top-level attribute, else None."""
+    return value if isinstance(value, str) and value and len(value) <= MAX_ATTRIBUTE_CHARS else None
 
 
 class Store:
@@ -98,11 +150,13 @@ class Store:
             return {}
         return {"expiresAt": _n(int(self._clock_s()) + self._retention_days * 86400)}
 
-    def json_attr(self, value: Any, *, pk: str, sk: str, name: str) -> dict[str, dict[str, str]]:
+    def json_attr(
+        self, value: Any, *, pk: str, sk: str, name: str, limit: int = INLINE_JSON_LIMIT
+    ) -> dict[str, dict[str, str]]:
         """`{name: {"S": json}}`, or `{name + "Ref": {"S": s3 key}}` when the JSON is too large."""
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         encoded = text.encode("utf-8")
-        if len(encoded) <= INLINE_JSON_LIMIT:
+        if len(encoded) <= limit:
             return {name: _s(text)}
         key = oversize_key(f"{pk}|{sk}", name, encoded)
         self.bucket.put_part(key, encoded)
@@ -133,20 +187,22 @@ class Store:
         ns: int,
         message: dict[str, Any],
         source: str | None,
+        own_precision: int | None = None,
     ) -> WriteResult:
-        """Store a message once, whichever delivery comes first: the result is the same in any order.
+        """Store one delivery of a message: one item per message key, whatever the delivery.
 
-        The item holds what every delivery of the message agrees on (id, sender, type, the exact
-        instant, the value and any other fields, each kept from its first writer) and `sources`, the
-        set of message topics that delivered it (absent for a message known only from a chat.close
-        transcript: its webhook never arrived). `written` is True only for the delivery that created it.
+        The item keeps the delivery with the highest version (message_version): its instant (`at`,
+        `atNs`) and its fields but the instant and the chat id, as one JSON attribute. `sources` is
+        the set of message topics that delivered it (absent for a message known only from a
+        chat.close transcript: its webhook never arrived).
+        The result is the same in any order and however often each arrives. One write when this
+        delivery wins or adds nothing new; a second (ADD to `sources`) when a delivery that loses
+        comes by a topic not yet recorded. `written` is True only for the delivery that created it.
         """
-        pk, sk = chat_pk(chat_id), message_sk(ns, key)
-        fields: dict[str, dict[str, str]] = {}
-        for name, value in sorted(message.items()):
-            if name not in _MESSAGE_KEY_FIELDS:
-                fields.update(self.json_attr(value, pk=pk, sk=sk, name=f"m_{name}"))
-        stable: dict[str, Any] = {
+        pk, sk = chat_pk(chat_id), message_sk(key)
+        kept = message_content(message)
+        version = message_version(source=source, own_precision=own_precision, ns=ns, content=kept)
+        content: dict[str, Any] = {
             "entity": _s("message"),
             "botId": _s(bot_id),
             "chatId": _s(chat_id),
@@ -154,39 +210,60 @@ class Store:
             "hasId": {"BOOL": has_id},
             "at": _s(ns_to_iso(ns)),
             "atNs": _s(str(ns)),
-            **{k: _s(v) for k in ("sender", "type") if isinstance(v := message.get(k), str) and v},
-            **fields,
+            "version": _s(version),
+            **self.json_attr(kept, pk=pk, sk=sk, name="message", limit=MESSAGE_INLINE_LIMIT),
+            **{k: _s(v) for k in ("sender", "type") if (v := _short(kept.get(k)))},
+            **self._ttl(),
         }
-        names = {f"#a{i}": name for i, name in enumerate(stable)}
-        values = {f":a{i}": value for i, value in enumerate(stable.values())}
-        sets = [f"#a{i} = if_not_exists(#a{i}, :a{i})" for i in range(len(stable))]
-        ttl = self._ttl()
-        if ttl:
-            names["#ttl"] = "expiresAt"
-            values[":ttl"] = ttl["expiresAt"]
-            sets.append("#ttl = :ttl")
-        expression = "SET " + ", ".join(sets)
+        names = {f"#a{i}": name for i, name in enumerate(content)}
+        values = {f":a{i}": value for i, value in enumerate(content.values())}
+        clauses = ["SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(content)))]
+        # What an earlier winner had and this one has not goes, so the item is this delivery's.
+        dropped = [name for name in ("sender", "type", "message", "messageRef") if name not in content]
+        if dropped:
+            names.update({f"#d{i}": name for i, name in enumerate(dropped)})
+            clauses.append("REMOVE " + ", ".join(f"#d{i}" for i in range(len(dropped))))
         if source:
             names["#src"] = "sources"
             values[":src"] = {"SS": [source]}
-            expression += " ADD #src :src"
-        response = self._ddb.update_item(
-            TableName=self._table,
-            Key={"pk": _s(pk), "sk": _s(sk)},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-        )
+            clauses.append("ADD #src :src")
+        names["#v"] = "version"
+        values[":v"] = _s(version)
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key={"pk": _s(pk), "sk": _s(sk)},
+                UpdateExpression=" ".join(clauses),
+                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # A delivery that loses: the item keeps its content; only a new topic is recorded.
+            stored = exc.response.get("Item", {})
+            if source and source not in stored.get("sources", {}).get("SS", []):
+                self._ddb.update_item(
+                    TableName=self._table,
+                    Key={"pk": _s(pk), "sk": _s(sk)},
+                    UpdateExpression="ADD #src :src",
+                    ExpressionAttributeNames={"#src": "sources"},
+                    ExpressionAttributeValues={":src": {"SS": [source]}},
+                )
+            return WriteResult(written=False)
         # ALL_OLD returns nothing when the item did not exist: this delivery created it.
         return WriteResult(written="messageId" not in response.get("Attributes", {}))
 
     def message_keys(self, chat_id: str) -> set[str]:
-        """Sort keys of the messages already stored for a chat (one Query, keys only).
+        """The keys (message ids) of the messages already stored for a chat: one Query, keys only,
+        items of either sort-key form.
 
         Eventually consistent, at half the read units (billed by whole items, not the keys
         returned): a message written a moment ago and not seen here is written again by the
-        caller, which put_message makes a no-op (every attribute if_not_exists; written=False)."""
+        caller, which put_message makes harmless (the same item, written=False)."""
         keys: set[str] = set()
         paginator = self._ddb.get_paginator("query")
         for page in paginator.paginate(
@@ -196,8 +273,53 @@ class Store:
             ProjectionExpression="sk",
             ConsistentRead=False,
         ):
-            keys.update(item["sk"]["S"] for item in page["Items"])
+            keys.update(key_of_message_sk(item["sk"]["S"]) for item in page["Items"])
         return keys
+
+    def messages(self, chat_id: str) -> list[dict[str, Any]]:
+        """A chat's messages in time order: one Query of its message items, of either sort-key
+        form, one per key (an item of the current form wins over an older one for the same key),
+        ordered by instant, then key. Each is `{"key", "atNs", "at", "sources", "message"}`, the
+        message's JSON read back (from the bucket when it was too large for its item)."""
+        found: dict[str, dict[str, Any]] = {}
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :msg)",
+            ExpressionAttributeValues={":pk": _s(chat_pk(chat_id)), ":msg": _s("MSG#")},
+        ):
+            for item in page["Items"]:
+                key = key_of_message_sk(item["sk"]["S"])
+                current = item["sk"]["S"] == message_sk(key)
+                if key in found and not current:
+                    continue
+                found[key] = {
+                    "key": key,
+                    "atNs": int(item["atNs"]["S"]),
+                    "at": item["at"]["S"],
+                    "sources": sorted(item.get("sources", {}).get("SS", [])),
+                    "message": self._message_of(item),
+                }
+        return sorted(found.values(), key=lambda m: (m["atNs"], m["key"]))
+
+    def _message_of(self, item: dict[str, Any]) -> dict[str, Any]:
+        if "message" in item:
+            kept: dict[str, Any] = json.loads(item["message"]["S"])
+            return kept
+        if "messageRef" in item:
+            kept = json.loads(self.bucket.get(item["messageRef"]["S"]))
+            return kept
+        # The form written before one item per id: each field its own m_<name> attribute.
+        message: dict[str, Any] = {}
+        for name, value in item.items():
+            if name.startswith("m_"):
+                ref = name.endswith("Ref")
+                field = name[2:-3] if ref else name[2:]
+                message[field] = json.loads(self.bucket.get(value["S"]) if ref else value["S"])
+        message.update({k: item[k]["S"] for k in ("sender", "type") if k in item})
+        if item.get("hasId", {}).get("BOOL"):
+            message["id"] = item["messageId"]["S"]
+        return message
 
     # --- scenario runs -------------------------------------------------------------------------
 
@@ -215,7 +337,7 @@ class Store:
             **{
                 attr: _s(v)
                 for attr, k in (("scenarioId", "id"), ("scenarioName", "name"))
-                if isinstance(v := scenario_map.get(k), str) and v
+                if (v := _short(scenario_map.get(k)))
             },
             **self.json_attr(scenario, pk=pk, sk=sk, name="scenario"),
             **self._ttl(),
@@ -300,7 +422,8 @@ class Store:
             ("closedAt", "close", "closedAt"),
             ("transcriptKey", "close", "transcriptKey"),
         ):
-            value = state.value(group, name)
-            if isinstance(value, str) and value:
+            # A long value stays in `state` only: the index and the item have room for short ones.
+            value = _short(state.value(group, name))
+            if value:
                 out[attr] = _s(value)
         return out
