@@ -150,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     redrive.add_argument("--local", action="store_true", help="against the running local stack")
     redrive.add_argument("--stack", help="CloudFormation stack name on AWS (reads its outputs)")
     redrive.add_argument("--dry-run", action="store_true", help="count, deliver nothing")
+    redrive.add_argument(
+        "--wait",
+        type=int,
+        default=2,
+        choices=range(1, 21),
+        metavar="SECONDS",
+        help="each queue's long poll on AWS, 1-20 (default 2): an empty queue is known empty after one",
+    )
     redrive.set_defaults(func=cmd_redrive)
     args = parser.parse_args(argv)
     try:

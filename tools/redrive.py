@@ -7,7 +7,11 @@
   RULE_ARN and TARGET_ARN attributes; an on-failure record is Lambda's invocation record, with the
   function in requestContext.functionArn and the event in requestPayload.
 
-Each object or message is deleted only after its delivery succeeded. Consumers are idempotent, so
+Each object or message is handled on its own, and deleted only after its delivery succeeded; one
+that cannot go (not JSON, not ours, its body expired, refused by the bus) is kept, made visible again
+once the queue has drained, and reported with its reason. The exit status is 1 when anything was
+kept. A queue drains with long polling (`--wait`, 2 seconds by default), so an empty queue takes one
+wait to be known empty. Consumers are idempotent, so
 a delivery repeated after a crash between delivery and delete is harmless. A claim-checked event's
 body is rewritten in place before the event goes out (`shared.storage.claim_check.renew`), so its expiry
 starts again and a second failure and wait cannot outlive it; an event whose body has already
@@ -24,11 +28,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.storage.bucket import SPILL_PREFIX, SPILLED_BODY_FIELD
-from shared.storage.bus import BusPublisher
+from shared.storage.bus import BusPublisher, BusUnavailableError
 from shared.storage.claim_check import ClaimCheckGoneError, check_in_again, renew
 
 
@@ -68,19 +73,46 @@ class LocalDeliverer:
 
 @dataclass
 class Report:
+    """What a redrive did: each item delivered, or kept with its reason. An item whose claim-checked
+    body has expired is kept, and counted as expired too."""
+
     spilled: int = 0
     dead_lettered: int = 0
     failed_invocations: int = 0
+    expired: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        return self.spilled + self.dead_lettered + self.failed_invocations
+
+    @property
+    def kept(self) -> int:
+        return len(self.errors)
+
+    def keep(self, where: str, reason: str, *, expired: bool = False) -> None:
+        self.errors.append(f"{where}: {reason}; kept")
+        self.expired += expired
 
     def __str__(self) -> str:
         lines = [
             f"spilled events put back on the bus:       {self.spilled}",
             f"rule DLQ events re-delivered:             {self.dead_lettered}",
             f"failed invocations re-delivered:          {self.failed_invocations}",
+            f"delivered:                                {self.delivered}",
+            f"kept, each with its reason below:         {self.kept}",
+            f"  of which their claim-checked body has expired: {self.expired}",
         ]
         lines += [f"error: {e}" for e in self.errors]
         return "\n".join(lines)
+
+
+class Kept(Exception):
+    """An item that stays where it is, and why (never its content)."""
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.expired = reason, expired
 
 
 def function_arn(arn: str) -> str:
@@ -89,37 +121,67 @@ def function_arn(arn: str) -> str:
     return ":".join(parts[:7]) if len(parts) > 7 else arn
 
 
+def _renew(s3: Any, detail: Any, copy: bytes | None = None) -> None:
+    """Restart a claim-checked body's expiry, or put it back from `copy`; Kept when it cannot."""
+    try:
+        renew(s3, detail)
+    except ClaimCheckGoneError:
+        if copy is None or not check_in_again(s3, detail["webhookRef"], copy):
+            raise Kept("its claim-checked body has expired", expired=True) from None
+    except (KeyError, TypeError):
+        raise Kept("its claim-check reference is incomplete") from None
+
+
 def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: bool, report: Report) -> None:
+    """Every object under spill/ back onto the bus, each on its own: one that cannot go is kept and
+    said, and the others still go."""
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=SPILL_PREFIX):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            spilled = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-            entry = spilled["entry"]
             if dry_run:
                 report.spilled += 1
                 continue
-            detail = json.loads(entry["Detail"])
             try:
-                renew(s3, detail)
-            except ClaimCheckGoneError as exc:
-                copy = spilled.get(SPILLED_BODY_FIELD)
-                if copy is None or not check_in_again(s3, detail["webhookRef"], base64.b64decode(copy)):
-                    report.errors.append(f"s3://{bucket}/{key}: {exc}; kept")
-                    continue
-            (result,) = publisher.put([entry])
-            if not result.published:
-                report.errors.append(f"s3://{bucket}/{key}: the bus refused it ({result.error_code}); kept")
-                continue
-            s3.delete_object(Bucket=bucket, Key=key)
-            report.spilled += 1
+                _redrive_spilled(s3, bucket, key, publisher)
+            except Kept as kept:
+                report.keep(f"s3://{bucket}/{key}", kept.reason, expired=kept.expired)
+            except Exception as exc:  # any other failure stops this item only
+                report.keep(f"s3://{bucket}/{key}", f"{type(exc).__name__}")
+            else:
+                report.spilled += 1
 
 
-def _drain(sqs: Any, url: str) -> Any:
-    """Every message in the queue, received in batches (each stays invisible until deleted or timed out)."""
+def _redrive_spilled(s3: Any, bucket: str, key: str, publisher: BusPublisher) -> None:
+    try:
+        spilled = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        entry = spilled["entry"]
+        detail = json.loads(entry["Detail"])
+        copy = spilled.get(SPILLED_BODY_FIELD)
+        body = base64.b64decode(copy) if copy is not None else None
+    except (ValueError, KeyError, TypeError):
+        raise Kept("not a spill object (truncated, or not one this stack wrote)") from None
+    _renew(s3, detail, body)
+    try:
+        (result,) = publisher.put([entry])
+    except BusUnavailableError as exc:
+        raise Kept(f"the bus did not take it ({exc})") from None
+    if not result.published:
+        raise Kept(f"the bus refused it ({result.error_code})")
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _drain(sqs: Any, url: str, wait_s: int) -> Iterator[dict[str, Any]]:
+    """Every message in the queue, in batches, each invisible until it is deleted or let go. Long
+    polling (`wait_s` of 1 or more) asks every SQS server, so an empty answer means an empty queue;
+    the drain ends there, after one wait of `wait_s` seconds."""
     while True:
         messages = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300, MessageAttributeNames=["All"]
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=300,
+            WaitTimeSeconds=wait_s,
+            MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
             return
@@ -127,9 +189,19 @@ def _drain(sqs: Any, url: str) -> Any:
 
 
 def redrive_queue(
-    sqs: Any, s3: Any, url: str, deliverer: Deliverer, *, kind: str, dry_run: bool, report: Report
+    sqs: Any,
+    s3: Any,
+    url: str,
+    deliverer: Deliverer,
+    *,
+    kind: str,
+    dry_run: bool,
+    report: Report,
+    wait_s: int = 0,
 ) -> None:
-    """kind: "dlq" (raw events with RULE_ARN/TARGET_ARN) or "on-failure" (Lambda invocation records)."""
+    """kind: "dlq" (raw events with RULE_ARN/TARGET_ARN) or "on-failure" (Lambda invocation records).
+    Each message on its own: delivered and deleted, or kept; the kept ones stay invisible while the
+    queue drains (so the drain ends) and are made visible again as soon as it has."""
     if dry_run:
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"
@@ -137,32 +209,42 @@ def redrive_queue(
         for _ in range(int(attrs["ApproximateNumberOfMessages"])):
             _count(report, kind)
         return
-    for message in _drain(sqs, url):
+    kept: list[str] = []
+    try:
+        for message in _drain(sqs, url, wait_s):
+            try:
+                _redrive_message(s3, message, deliverer)
+            except Kept as exc:
+                report.keep(message["MessageId"], exc.reason, expired=exc.expired)
+                kept.append(message["ReceiptHandle"])
+            except Exception as exc:  # any other failure stops this message only
+                report.keep(message["MessageId"], type(exc).__name__)
+                kept.append(message["ReceiptHandle"])
+            else:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                _count(report, kind)
+    finally:
+        for receipt in kept:
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+
+
+def _redrive_message(s3: Any, message: dict[str, Any], deliverer: Deliverer) -> None:
+    try:
         body = json.loads(message["Body"])
-        attributes = message.get("MessageAttributes", {})
-        if "requestPayload" in body and "requestContext" in body:
-            target, event = function_arn(body["requestContext"]["functionArn"]), body["requestPayload"]
-        elif "TARGET_ARN" in attributes:
-            target, event = function_arn(attributes["TARGET_ARN"]["StringValue"]), body
-        else:
-            report.errors.append(
-                f"{message['MessageId']}: neither a DLQ event nor an invocation record; kept"
-            )
-            continue
-        try:
-            renew(s3, event.get("detail"))
-        except ClaimCheckGoneError as exc:
-            report.errors.append(f"{message['MessageId']}: {exc}; kept")
-            continue
-        try:
-            deliverer.to_function(target, event)
-        except Exception as exc:
-            report.errors.append(
-                f"{message['MessageId']}: delivery to {target} failed ({type(exc).__name__}); kept"
-            )
-            continue
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        _count(report, kind)
+    except ValueError:
+        raise Kept("its body is not JSON") from None
+    attributes = message.get("MessageAttributes", {})
+    if isinstance(body, dict) and "requestPayload" in body and isinstance(body.get("requestContext"), dict):
+        target, event = function_arn(str(body["requestContext"].get("functionArn"))), body["requestPayload"]
+    elif isinstance(body, dict) and "TARGET_ARN" in attributes:
+        target, event = function_arn(attributes["TARGET_ARN"]["StringValue"]), body
+    else:
+        raise Kept("neither a DLQ event nor an invocation record")
+    _renew(s3, event.get("detail") if isinstance(event, dict) else None)
+    try:
+        deliverer.to_function(target, event)
+    except Exception as exc:
+        raise Kept(f"delivery to {target} failed ({type(exc).__name__})") from None
 
 
 def _count(report: Report, kind: str) -> None:
@@ -182,11 +264,13 @@ def redrive(
     dlq_url: str,
     failed_url: str,
     dry_run: bool = False,
+    wait_s: int = 0,
 ) -> Report:
+    """Spilled events, then both dead-letter queues; `wait_s` is each queue's long poll."""
     report = Report()
     redrive_spill(s3, bucket, BusPublisher(events), dry_run=dry_run, report=report)
-    redrive_queue(sqs, s3, dlq_url, deliverer, kind="dlq", dry_run=dry_run, report=report)
-    redrive_queue(sqs, s3, failed_url, deliverer, kind="on-failure", dry_run=dry_run, report=report)
+    for url, kind in ((dlq_url, "dlq"), (failed_url, "on-failure")):
+        redrive_queue(sqs, s3, url, deliverer, kind=kind, dry_run=dry_run, report=report, wait_s=wait_s)
     return report
 
 
@@ -219,6 +303,8 @@ def main(args: argparse.Namespace) -> int:
         dlq_url=outputs["DeliveryDLQUrl"],
         failed_url=outputs["FailedEventsQueueUrl"],
         dry_run=args.dry_run,
+        # moto (the local stack) answers every receive exactly, and a wait there would hold it.
+        wait_s=0 if args.local else args.wait,
     )
     print(("(dry run: nothing delivered)\n" if args.dry_run else "") + str(report))
     return 1 if report.errors else 0

@@ -25,6 +25,7 @@ MAX_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT_MAX, FLOAT_MIN_NONZERO = 9.9999999999999999e125, 1e-130
 UTF8_BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +88,34 @@ def _decompress(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
         raise UnsupportedEncodingError(
             "unsupported_content_encoding", "only gzip content encoding is supported (or none)"
         )
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(raw, max_bytes + 1)
-    except zlib.error:
-        raise WebhookInvalidError("invalid_gzip", "the body is marked gzip but is not valid gzip") from None
-    if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise BodyTooLargeError("body_too_large", f"the decompressed body is larger than {max_bytes} bytes")
-    if not inflater.eof:
-        raise WebhookInvalidError("invalid_gzip", "the gzip body is truncated")
-    return out
+    # A gzip stream may hold several members, one after another (RFC 1952): every one is read, and
+    # anything after the last that is not a member is refused, never silently dropped.
+    parts: list[bytes] = []
+    total = 0
+    rest = raw
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, max_bytes + 1 - total)
+        except zlib.error:
+            raise WebhookInvalidError(
+                "invalid_gzip", "the body is marked gzip but is not valid gzip"
+            ) from None
+        parts.append(part)
+        total += len(part)
+        if total > max_bytes or inflater.unconsumed_tail:
+            raise BodyTooLargeError(
+                "body_too_large", f"the decompressed body is larger than {max_bytes} bytes"
+            )
+        if not inflater.eof:
+            raise WebhookInvalidError("invalid_gzip", "the gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if not rest.startswith(GZIP_MAGIC):
+            raise WebhookInvalidError(
+                "invalid_gzip", f"the gzip body has {len(rest)} bytes after its end that are not gzip"
+            )
 
 
 def _parse_int(text: str) -> int | _OutOfRange:

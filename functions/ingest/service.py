@@ -301,9 +301,9 @@ class IngestService:
                     # Only what explains the bytes: never the path (it may hold the token) or
                     # auth headers.
                     Metadata={
-                        "reason": reason[:200],
-                        "content-type": headers.get("content-type", "")[:200],
-                        "content-encoding": headers.get("content-encoding", "")[:200],
+                        "reason": _ascii(reason),
+                        "content-type": _ascii(headers.get("content-type", "")),
+                        "content-encoding": _ascii(headers.get("content-encoding", "")),
                     },
                 ),
                 deadline.another_attempt(),
@@ -313,6 +313,12 @@ class IngestService:
             logger.error("quarantine failed", delivery_id=delivery_id, error=type(exc).__name__)
             return
         metrics.add_metric(name="WebhooksQuarantined", unit=MetricUnit.Count, value=1)
+
+
+def _ascii(value: str, limit: int = 200) -> str:
+    """A header value as S3 user metadata takes it: printable ASCII (anything else escaped), cut."""
+    escaped = value.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in escaped)[:limit]
 
 
 def _request_bytes(request: HttpRequest) -> bytes | None:

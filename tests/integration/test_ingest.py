@@ -490,3 +490,60 @@ def test_token_path_and_chat_content_never_reach_logs_s3_or_the_bus(
     assert counted == ["WebhooksRejected", "WebhooksQuarantined", "WebhooksUnauthorized"]
     assert {line.get("correlation_id") for line in lines} == {base["requestContext"]["requestId"]}
     assert len(objects) == 1  # the invalid body, quarantined
+
+
+@pytest.mark.parametrize(
+    ("token", "headers"),
+    [("\udc80" * 24, {}), (None, {"authorization": "Bearer " + "\udcff" * 24})],
+    ids=["path", "bearer"],
+)
+def test_a_lone_surrogate_in_the_token_is_401_not_500(
+    stack: IngestStack, token: str | None, headers: dict[str, str]
+) -> None:
+    response = post(make_service(stack), sample_bytes("chat.create"), token=token, **headers)
+    assert response.status == 401
+    assert stack.snapshot() == {"objects": {}, "events": []}
+
+
+def test_a_non_ascii_header_value_does_not_break_the_quarantine(stack: IngestStack) -> None:
+    response = post(
+        make_service(stack), b"{not json", **{"content-type": "application/json; charset=\u00e5\u65e5"}
+    )
+    assert (response.status, response.body["error"]["code"]) == (400, "invalid_json")
+    (key,) = stack.objects("quarantine/")
+    metadata = stack.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+    assert metadata["content-type"] == "application/json; charset=\\xe5\\u65e5"
+
+
+def test_every_member_of_a_gzip_body_is_read() -> None:
+    from ingest.request import decode_body
+
+    raw = sample_bytes("chat.create")
+    two_members = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
+    encoded = base64.b64encode(two_members).decode()
+    assert decode_body(encoded, is_base64=True, content_encoding="gzip", max_bytes=10_000) == raw
+
+
+@pytest.mark.parametrize("trailing", [b"\x00", b"garbage after the end", b"\x1f\x8bnot a member"])
+def test_bytes_after_the_gzip_body_are_refused_not_ignored(stack: IngestStack, trailing: bytes) -> None:
+    body = base64.b64encode(gzip.compress(sample_bytes("chat.create")) + trailing).decode()
+    response = respond(make_service(stack), HttpRequest(body, True, {"content-encoding": "gzip"}, TOKEN))
+    assert (response.status, response.body["error"]["code"]) == (400, "invalid_gzip")
+    assert stack.captured() == []
+
+
+@pytest.mark.parametrize(
+    "secret", [{"token": "too-short"}, {"note": TOKEN}, {"token": TOKEN, "next": "short"}]
+)
+def test_a_secret_with_a_short_or_no_token_makes_every_request_503_and_alarms(
+    stack: IngestStack, secret: dict[str, str], capsys: pytest.CaptureFixture[str], fresh_metrics: None
+) -> None:
+    from shared.runtime.observability import metrics
+    from tests.conftest import metric_names
+
+    stack.secrets.put_secret_value(SecretId=SECRET, SecretString=json.dumps(secret))
+    response = post(make_service(stack), sample_bytes("chat.create"))
+    assert (response.status, response.body["error"]["code"]) == (503, "auth_unavailable")
+    assert stack.snapshot() == {"objects": {}, "events": []}
+    metrics.flush_metrics()
+    assert "AuthUnavailable" in metric_names(capsys.readouterr().out)  # AuthUnavailableAlarm

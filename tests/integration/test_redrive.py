@@ -283,3 +283,99 @@ def test_a_spilled_claim_checked_event_gets_its_body_back_from_the_spill_copy(wo
     assert delivered == {ref["kept"], ref["expired"]}
     assert s3.get_object(Bucket=bucket, Key=ref["expired"])["Body"].read() == raws[1]  # put back exactly
     assert s3.head_object(Bucket=bucket, Key=ref["kept"])["LastModified"] > written  # renewed
+
+
+def test_each_item_is_delivered_or_kept_on_its_own(world: World) -> None:
+    """Poison items do not stop a redrive: each is kept where it is, with its reason, and the
+    good ones behind it still go; kept messages are visible again as soon as the run ends."""
+    s3, sqs, bucket = world.clients.s3, world.clients.sqs, world.outputs["DataBucketName"]
+    failed_url = world.outputs["FailedEventsQueueUrl"]
+    messages = world.deployment.functions["MessagesFunction"]
+    good_event = json.loads((ROOT / "events" / "eventbridge" / "chat.user.message.json").read_text())
+    no_bucket = json.loads(json.dumps(good_event))
+    no_bucket["detail"] = {
+        "metadata": good_event["detail"]["metadata"],
+        "webhookRef": {"key": "claim-check/x"},
+    }
+    poison_bodies = [
+        "this is not JSON",
+        "[1, 2, 3]",
+        json.dumps(invocation_record({"arn": messages.arn}, no_bucket, RuntimeError("boom"), 3)),
+    ]
+    for body in [
+        *poison_bodies,
+        json.dumps(invocation_record({"arn": messages.arn}, good_event, RuntimeError("x"), 3)),
+    ]:
+        sqs.send_message(QueueUrl=failed_url, MessageBody=body)
+    # AND in spill/: a truncated object, one the bus refuses as a whole (its bus is gone), a good one
+    good_spill = {
+        "entry": {
+            "Source": "ebbot.webhooks",
+            "DetailType": "chat.user.message",
+            "Detail": json.dumps(good_event["detail"]),
+            "EventBusName": world.outputs["EventBusName"],
+        },
+        "deliveryId": "d-good",
+    }
+    refused = {**good_spill, "entry": {**good_spill["entry"], "EventBusName": "no-such-bus"}}
+    s3.put_object(Bucket=bucket, Key="spill/dt=2023-01-01/a-truncated.json", Body=b'{"entry": {"Sour')
+    s3.put_object(Bucket=bucket, Key="spill/dt=2023-01-01/b-refused.json", Body=json.dumps(refused).encode())
+    s3.put_object(Bucket=bucket, Key="spill/dt=2023-01-01/c-good.json", Body=json.dumps(good_spill).encode())
+    # WHEN the operator redrives
+    report = world.redrive()
+    # THEN the two good ones went, the five others were kept, each said why
+    assert (report.spilled, report.failed_invocations, report.kept, report.expired) == (1, 1, 5, 0)
+    reasons = "\n".join(report.errors)
+    for reason in (
+        "not a spill object",
+        "the bus did not take it",
+        "its body is not JSON",
+        "neither a DLQ event nor an invocation record",
+        "its claim-check reference is incomplete",
+    ):
+        assert reason in reasons
+    assert "this is not JSON" not in reasons  # reasons, never content
+    delivered = world.drain_all()
+    assert [e["detail-type"] for e in delivered["MessagesFunction"]] == ["chat.user.message"] * 2
+    assert sorted(world.spilled()) == [
+        "spill/dt=2023-01-01/a-truncated.json",
+        "spill/dt=2023-01-01/b-refused.json",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=failed_url, AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"],
+        attributes["ApproximateNumberOfMessagesNotVisible"],
+    ) == (
+        "3",
+        "0",
+    )
+    # AND the command says so with its exit status
+    assert "kept, each with its reason below:         5" in str(report)
+
+
+def test_a_queue_drains_with_long_polling_until_an_empty_answer_and_kept_messages_do_not_loop() -> None:
+    """On AWS a short-polling receive can answer empty while messages remain; a long poll asks every
+    server. The drain ends at the first empty long poll, and a kept message, made visible again only
+    once the drain ends, is not received again in the same run."""
+    from tools.redrive import Report, redrive_queue
+
+    sqs = boto3.client("sqs")
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/failed"
+    receive = {
+        "QueueUrl": url,
+        "MaxNumberOfMessages": 10,
+        "VisibilityTimeout": 300,
+        "WaitTimeSeconds": 3,
+        "MessageAttributeNames": ["All"],
+    }
+    poison = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": "not JSON"}
+    with Stubber(sqs) as stub:
+        stub.add_response("receive_message", {"Messages": [poison]}, receive)
+        stub.add_response("receive_message", {"Messages": []}, receive)
+        stub.add_response(
+            "change_message_visibility", {}, {"QueueUrl": url, "ReceiptHandle": "r-1", "VisibilityTimeout": 0}
+        )
+        report = Report()
+        redrive_queue(sqs, None, url, None, kind="on-failure", dry_run=False, report=report, wait_s=3)  # type: ignore[arg-type]
+        stub.assert_no_pending_responses()
+    assert (report.failed_invocations, report.kept) == (0, 1)

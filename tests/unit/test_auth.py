@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ingest.auth import TokenVerifier, bearer_token, parse_tokens
+from ingest.auth import InvalidSecretError, TokenVerifier, bearer_token, parse_tokens
 from ingest.errors import AuthUnavailableError
 
 GOOD = "a" * 24
@@ -39,16 +39,59 @@ class Clock:
 @pytest.mark.parametrize(
     ("secret", "expected"),
     [
-        (GOOD, {GOOD}),
         (json.dumps({"token": GOOD}), {GOOD}),
         (json.dumps({"token": GOOD, "next": OTHER}), {GOOD, OTHER}),
-        (json.dumps({"tokens": [GOOD, OTHER], "note": 5}), {GOOD, OTHER}),
-        (json.dumps({"token": "short"}), set()),  # under 16 characters: ignored
+        (json.dumps({"next": OTHER}), {OTHER}),
         (json.dumps({"token": "  " + GOOD + " "}), {GOOD}),
+        # Another key is not a token, whatever it holds.
+        (json.dumps({"token": GOOD, "note": OTHER, "tokens": [OTHER]}), {GOOD}),
     ],
 )
 def test_parse_tokens(secret: str, expected: set[str]) -> None:
     assert {t.decode() for t in parse_tokens(secret)} == expected
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        GOOD,  # not a JSON object
+        json.dumps([GOOD]),
+        json.dumps({"note": GOOD}),  # no token key
+        json.dumps({"token": "short"}),  # under 16 characters
+        json.dumps({"token": GOOD, "next": "short"}),
+        json.dumps({"token": 12345678901234567890}),
+    ],
+)
+def test_a_secret_not_as_documented_is_refused_whole(secret: str) -> None:
+    with pytest.raises(InvalidSecretError):
+        parse_tokens(secret)
+
+
+def test_an_invalid_secret_makes_every_request_unavailable_and_is_not_read_on_each() -> None:
+    # GIVEN a working endpoint whose secret is then edited to hold a token that is too short
+    secret, clock = Secret(json.dumps({"token": GOOD})), Clock()
+    verifier = TokenVerifier(secret, clock=clock, spawn=lambda work: work())
+    assert verifier.verify(GOOD)
+    secret.value = json.dumps({"token": "short"})
+    clock.now += 301  # due for refresh
+    # THEN requests are refused as unavailable (503, alarmed), not served on the old token
+    with pytest.raises(AuthUnavailableError):
+        verifier.verify(GOOD)
+    reads = secret.reads
+    for _ in range(20):
+        with pytest.raises(AuthUnavailableError):
+            verifier.verify(GOOD)
+    assert secret.reads == reads  # not a read per request
+    # AND once the secret is fixed, the next look after the interval serves again
+    secret.value = json.dumps({"token": GOOD})
+    clock.now += 6
+    assert verifier.verify(GOOD)
+
+
+def test_a_lone_surrogate_is_no_token() -> None:
+    verifier = TokenVerifier(Secret(json.dumps({"token": GOOD})))
+    assert not verifier.verify("\udc80" * 20)
+    assert verifier.verify("\udc80" * 20, GOOD)
 
 
 @pytest.mark.parametrize(
@@ -115,14 +158,14 @@ def test_outage_keeps_cached_tokens_but_a_cold_start_cannot_authenticate() -> No
 
 
 def test_no_candidate_never_reads_the_secret() -> None:
-    secret = Secret(GOOD)
+    secret = Secret(json.dumps({"token": GOOD}))
     verifier = TokenVerifier(secret)
     assert not verifier.verify(None, "")
     assert secret.reads == 0
 
 
 def test_any_of_several_candidates() -> None:
-    verifier = TokenVerifier(Secret(GOOD))
+    verifier = TokenVerifier(Secret(json.dumps({"token": GOOD})))
     assert verifier.verify("wrong-token-xxxxxxxxxxxxx", GOOD)
 
 
@@ -133,7 +176,7 @@ def test_concurrent_requests_on_a_threaded_host_read_the_secret_once() -> None:
     def slow_secret() -> str:
         loads.append(1)
         release.wait(5)
-        return "a" * 16
+        return json.dumps({"token": "a" * 16})
 
     verifier = TokenVerifier(slow_secret)
     results: list[bool] = []

@@ -32,11 +32,13 @@ class IngestSettings(_FromEnv):
     bucket_name: str = Field(alias="BUCKET_NAME", min_length=1)
     token_secret_id: str = Field(alias="TOKEN_SECRET_ID", min_length=1)
     event_source: str = Field(alias="EVENT_SOURCE", default="ebbot.webhooks", min_length=1, max_length=256)
-    # Lambda's synchronous payload limit is 6 MB for the whole event, base64 included.
-    max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=4 * 1024 * 1024, gt=0, le=6 * 1024 * 1024)
-    # EventBridge takes entries up to 1 MB and bills per 64 KB; above this the body goes to S3.
+    # Lambda's synchronous payload limit is 6 MB for the whole event, base64 included (template.yaml's
+    # MaxBodyBytes has the same bound).
+    max_body_bytes: int = Field(alias="MAX_BODY_BYTES", default=4 * 1024 * 1024, gt=0, le=4_706_304)
+    # EventBridge takes entries up to 1 MB and bills per 64 KB; above this the body goes to S3. At
+    # most what both dead-letter queues can still hold (template.yaml's ClaimCheckThresholdBytes).
     claim_check_threshold_bytes: int = Field(
-        alias="CLAIM_CHECK_THRESHOLD_BYTES", default=256 * 1024, gt=0, le=1024 * 1024
+        alias="CLAIM_CHECK_THRESHOLD_BYTES", default=256 * 1024, gt=0, le=983_040
     )
     # Empty: every bot is accepted.
     allowed_bot_ids: Annotated[frozenset[str], BeforeValidator(_csv)] = Field(
