@@ -125,7 +125,7 @@ def _ingest() -> tuple[Any, Any, Any]:
                 "CLAIM_CHECK_THRESHOLD_BYTES": str(1024 * 1024),
             }
         ),
-        verifier=TokenVerifier(lambda: "t" * 32),
+        verifier=TokenVerifier(lambda: json.dumps({"token": "t" * 32})),
         events=events,
         s3=s3,
     )

@@ -55,7 +55,7 @@ class World:
         }
         return IngestService(
             IngestSettings.from_env(env),
-            verifier=TokenVerifier(lambda: TOKEN),
+            verifier=TokenVerifier(lambda: json.dumps({"token": TOKEN})),
             events=events or self.clients.events,
             s3=self.clients.s3,
         )
