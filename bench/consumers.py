@@ -180,7 +180,8 @@ def main() -> int:
     import boto3
     from moto import mock_aws
 
-    from tools.stack import Clients, deploy, translate
+    from motostack.deploy import Clients, deploy
+    from tools.localstack import translate
 
     cfn = translate(parameters={"AWS::StackName": "bench"})
     results: dict[str, Any] = {}
@@ -220,8 +221,8 @@ def measure_case(deployment: Any, ddb: Any, package: str, logical: str, topic: s
     from botocore.stub import Stubber
 
     from bench.run import best_of, transcript_body
+    from motostack.runtime import LambdaContext
     from shared.runtime import consumer
-    from tools.local.runtime import LambdaContext
 
     table = deployment.outputs["TableName"]
     function = deployment.functions[logical]

@@ -46,8 +46,8 @@ s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H); s.daemon_threads = 
 
 
 def bare_baseline(concurrency: int, seed: int) -> dict[str, Any]:
+    from motostack.launcher import free_port
     from tools.load import percentile, plan, post_all
-    from tools.local.launcher import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
@@ -74,15 +74,16 @@ def bare_baseline(concurrency: int, seed: int) -> dict[str, Any]:
 
 
 def main() -> int:
+    from motostack.launcher import free_port
     from tools.load import measure
-    from tools.local.launcher import Settings, free_port, start
+    from tools.localstack import settings_from_env, start
 
     state = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     os.environ["EBBOT_LOCAL_DIR"] = str(state)  # where the status calls find the stack
-    settings = Settings.from_env()
-    settings.webhook_port, settings.aws_port, settings.verbose = free_port(), free_port(), False
+    settings, token = settings_from_env()
+    settings.http_port, settings.aws_port, settings.verbose = free_port(), free_port(), False
     print(f"end to end on the local stack: {CHATS} chats (about {CHATS * 11} webhooks) per level")
-    stack = start(settings)
+    stack = start(settings, token)
     levels: dict[str, Any] = {}
     try:
         measure(stack.outputs, 5, 8, seed=1, timeout_s=120)  # warm up: first invocations are cold

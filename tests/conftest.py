@@ -29,7 +29,7 @@ os.environ.update(
 )
 
 # moto's EventBridge delivery re-parses JSONPath on every event; the local stack memoises it, so do we.
-from tools.local.moto_server import apply_speedups  # noqa: E402
+from motostack.moto_server import apply_speedups  # noqa: E402
 
 apply_speedups()
 
@@ -123,14 +123,14 @@ def fresh_metrics(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture(scope="session")
 def translated_template() -> dict[str, Any]:
     """template.yaml through SAM's translator, once per test session."""
-    from tools.stack import translate
+    from tools.localstack import translate
 
     return translate(parameters={"AWS::StackName": "local"})
 
 
 class Invocations:
     """What moto's rules delivered to Lambda targets, by function ARN, with the rule and target
-    (the dispatch of tools.local.lambda_targets, recording instead of invoking)."""
+    (the dispatch of motostack.lambda_targets, recording instead of invoking)."""
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -148,7 +148,7 @@ class Invocations:
 @pytest.fixture
 def lambda_invocations() -> Iterator[Invocations]:
     """Inside moto: events matched for Lambda targets are recorded here."""
-    from tools.local.lambda_targets import patch_lambda_targets
+    from motostack.lambda_targets import patch_lambda_targets
 
     recorded = Invocations()
     with patch_lambda_targets(recorded):

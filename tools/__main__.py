@@ -33,9 +33,9 @@ from tools.running import (
 
 
 def cmd_run(_: argparse.Namespace) -> int:
-    from tools.local.launcher import Settings, banner, start
+    from tools.localstack import banner, settings_from_env, start
 
-    stack = start(Settings.from_env())
+    stack = start(*settings_from_env())
     print(banner(stack), flush=True)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -55,15 +55,16 @@ def cmd_run(_: argparse.Namespace) -> int:
 
 
 def cmd_demo(_: argparse.Namespace) -> int:
-    from tools.local.launcher import Settings, free_port, start
+    from motostack.launcher import free_port
+    from tools.localstack import settings_from_env, start
 
-    settings = Settings.from_env()
+    settings, token = settings_from_env()
     if "EBBOT_LOCAL_WEBHOOK_PORT" not in os.environ:
-        settings.webhook_port = free_port()
+        settings.http_port = free_port()
     if "EBBOT_LOCAL_AWS_PORT" not in os.environ:
         settings.aws_port = free_port()
     print("starting the local stack...", flush=True)
-    stack = start(settings)
+    stack = start(settings, token)
     try:
         outputs = stack.outputs
         for path in sample_files():
@@ -114,7 +115,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     os.environ.update({k: str(v) for k, v in function["environment"].items()})
     os.environ.update(state["worker_environment"])
     event = json.loads(Path(args.event).read_text()) if args.event != "-" else json.load(sys.stdin)
-    from tools.local.runtime import Invoker
+    from motostack.runtime import Invoker
 
     # As `sam local invoke`: the function's logs on stderr, its result alone on stdout.
     with contextlib.redirect_stdout(sys.stderr):
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from tools.local.launcher import LocalStackError
+        from motostack.launcher import LocalStackError
 
         if isinstance(exc, LocalStackError):
             print(f"error: {exc}", file=sys.stderr)

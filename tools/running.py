@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tools.stack import ROOT
+from tools.template import ROOT
 
 WEBHOOKS = ROOT / "events" / "webhooks"
 

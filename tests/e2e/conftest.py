@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tools.local.launcher import free_port
+from motostack.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -209,7 +209,7 @@ def test_port_in_use_is_a_clear_error(local_stack: dict[str, Any], tmp_path: Pat
 
 
 def test_a_template_error_and_a_broken_handler_are_clear_errors(tmp_path: Path) -> None:
-    from tools.local.launcher import free_port
+    from motostack.launcher import free_port
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(

@@ -15,11 +15,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from motostack.deploy import Clients, deploy
+from motostack.lambda_targets import Forwarder, Routes, delivered_event, is_lambda_arn
+from motostack.launcher import free_port
+from motostack.runtime import AsyncInvoker, EventQueue, serve_invoke
 from tests.conftest import ROOT, Invocations
-from tools.local.lambda_targets import Forwarder, Routes, delivered_event, is_lambda_arn
-from tools.local.launcher import free_port
-from tools.local.runtime import AsyncInvoker, EventQueue, serve_invoke
-from tools.stack import Clients, deploy
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:local-ChatsFunction-ABC"
 RULE = "arn:aws:events:us-east-1:123456789012:rule/bus/chats"

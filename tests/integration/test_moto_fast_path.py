@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from moto.moto_server import werkzeug_app
 from werkzeug.test import Client
 
-from tools.local.moto_server import JsonProtocolFastPath, _backend_apps_without_debug
+from motostack.moto_server import JsonProtocolFastPath, _backend_apps_without_debug
 
 ENDPOINT = "http://127.0.0.1:4566"
 ACCOUNT = "123456789012"

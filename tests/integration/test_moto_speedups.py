@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tools.local.moto_server import apply_speedups
+from motostack.moto_server import apply_speedups
 
 NESTED = {
     "M": {

@@ -24,10 +24,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from motostack.deploy import Clients, Deployment, deploy
 from shared.storage.claim_check import S3_NOT_FOUND
 from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tests.lambda_context import FakeLambdaContext
-from tools.stack import Clients, Deployment, deploy
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 TOKEN = "t" * 32
@@ -164,7 +164,7 @@ def stack(translated_template: dict[str, Any], lambda_invocations: Invocations) 
 
     with mock_aws():
         own = Clients()
-        deployment = deploy(own, cfn=translated_template, token=TOKEN)
+        deployment = deploy(own, cfn=translated_template, secret_values={"TokenSecret": TOKEN})
         calls = Calls()
         boto3.setup_default_session(region_name=REGION)
         boto3.DEFAULT_SESSION.events.register("before-parameter-build", calls)  # type: ignore[union-attr]

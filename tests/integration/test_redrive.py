@@ -20,11 +20,11 @@ from ingest.app import respond
 from ingest.auth import TokenVerifier
 from ingest.request import HttpRequest
 from ingest.service import IngestService
+from motostack.deploy import Clients, Deployment, deploy
+from motostack.runtime import AsyncInvoker, invocation_record
 from shared.runtime.settings import IngestSettings
 from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
-from tools.local.runtime import AsyncInvoker, invocation_record
 from tools.redrive import LambdaDeliverer, redrive
-from tools.stack import Clients, Deployment, deploy
 
 DEAD = Config(connect_timeout=0.3, read_timeout=0.3, retries={"mode": "standard", "max_attempts": 1})
 TOKEN = "redrive-token-0123456789abcdef"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from motostack.deploy import Clients, Deployment, deploy
 from tests.conftest import ROOT, TOPICS, Invocations
-from tools.stack import Clients, Deployment, deploy
 
 # Written by hand: which functions each topic must reach.
 EXPECTED_ROUTES = {

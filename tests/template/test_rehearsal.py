@@ -4,11 +4,11 @@ through each service's own API, not through CloudFormation's word.
 
 What moto lacks is worked around here and written down (docs/decisions.md), never in template.yaml:
 - moto skips some resource types silently (SKIPPED_BY_MOTO, pinned below) and fails on SAM's HTTP
-  API resources, which tools.stack.for_moto leaves out;
+  API resources, which motostack.deploy.for_moto leaves out;
 - moto's CloudFormation drops some properties (MOTO_DROPS): the table's point-in-time recovery, SSE
   and TTL, the bucket's versioning, public access block and lifecycle, functions' architecture, layers and
   tracing. Those are checked on the translated template AWS will receive instead;
-- moto wants an archive's EventPattern as a string (tools.stack gives it one).
+- moto wants an archive's EventPattern as a string (motostack.deploy gives it one).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from tools.stack import SKIPPED_BY_MOTO, Clients, Deployment, deploy, translate
+from motostack.deploy import SKIPPED_BY_MOTO, Clients, Deployment, deploy
+from tools.localstack import translate
 from tools.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +119,9 @@ def rehearsal(
         cfn = translate(packaged, {"AWS::StackName": "rehearsal"})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            deployment = deploy(clients, stack_name="rehearsal", cfn=cfn, token="t" * 32)
+            deployment = deploy(
+                clients, stack_name="rehearsal", cfn=cfn, secret_values={"TokenSecret": "t" * 32}
+            )
         skipped = {
             str(w.message).split("parse ")[1].split(" but")[0]
             for w in caught
@@ -285,9 +288,18 @@ def test_archive_disabled_deploys_without_an_archive_and_still_delivers_every_to
         clients = Clients()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the types moto skips: the test above names them
-            enabled = deploy(clients, stack_name="with", token="t" * 32)
+            enabled = deploy(
+                clients,
+                stack_name="with",
+                cfn=translate(parameters={"AWS::StackName": "with"}),
+                secret_values={"TokenSecret": "t" * 32},
+            )
             disabled = deploy(
-                clients, stack_name="without", parameters={"Archive": "Disabled"}, token="t" * 32
+                clients,
+                stack_name="without",
+                cfn=translate(parameters={"AWS::StackName": "without", "Archive": "Disabled"}),
+                parameters={"Archive": "Disabled"},
+                secret_values={"TokenSecret": "t" * 32},
             )
         archives = clients.events.list_archives()["Archives"]
     # (Other tests' stacks may share moto's state: only these two buses are looked at.)

@@ -13,8 +13,8 @@ import json
 import uuid
 from typing import Any
 
+from motostack.runtime import invocation_record
 from tests.conftest import ROOT
-from tools.local.runtime import invocation_record
 from tools.template import load_template
 
 TEMPLATE = load_template()

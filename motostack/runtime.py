@@ -1,13 +1,13 @@
-"""Run one function of the template the way Lambda would, against the local stack.
+"""Run one function of a template the way Lambda would, against moto.
 
 - `Invoker` imports the handler named in the template and calls it with a Lambda-like context.
 - `AsyncInvoker` adds what asynchronous invocation means: a handler that raises is retried as the
   function's EventInvokeConfig says (at most 2), then Lambda's invocation record goes to the
   on-failure destination queue; so does an event that waited longer than MaximumEventAgeInSeconds.
 - `serve_invoke` is Lambda's Invoke API for one function (what EventBridge calls, through
-  tools.local.lambda_targets): InvocationType Event queues the event for `AsyncInvoker` and answers
+  motostack.lambda_targets): InvocationType Event queues the event for `AsyncInvoker` and answers
   202; RequestResponse runs it and answers with its result. `GET /status` counts the queue.
-- `serve_ingest` is the HTTP API in front of the ingest function: POST /webhook and /webhook/{token}.
+- `serve_http_api` is the HTTP API in front of a function: its routes, as the template declares them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -154,22 +153,29 @@ class AsyncInvoker:
         return destination
 
 
-def _latency_ms(event: dict[str, Any]) -> float | None:
-    """From the ingest function's receipt of the webhook (metadata.receivedAt) to now."""
+def _latency_ms(event: dict[str, Any], since: tuple[str, ...]) -> float | None:
+    """From the ISO-8601 instant at the path `since` of the event (when the stack's first function
+    received what became the event, say) to now; None without one."""
+    value: Any = event
+    for part in since:
+        value = value.get(part) if isinstance(value, dict) else None
     try:
-        received = datetime.fromisoformat(event["detail"]["metadata"]["receivedAt"])
-    except (KeyError, TypeError, ValueError):
+        received = datetime.fromisoformat(str(value))
+    except ValueError:
         return None
-    return (datetime.now(UTC) - received).total_seconds() * 1000
+    return (datetime.now(UTC) - received).total_seconds() * 1000 if since else None
 
 
 class EventQueue:
     """Lambda's internal queue for asynchronous invocations of one function: events wait here and
-    `concurrency` threads run them through `AsyncInvoker`. Counts, and the latency from webhook
-    receipt to handler success, are kept for `GET /status` (the benchmarks read them)."""
+    `concurrency` threads run them through `AsyncInvoker`. Counts, and the latency from the instant
+    at the event's `latency_since` path to handler success, are kept for `GET /status`."""
 
-    def __init__(self, async_invoker: AsyncInvoker, concurrency: int = 2) -> None:
+    def __init__(
+        self, async_invoker: AsyncInvoker, concurrency: int = 2, latency_since: tuple[str, ...] = ()
+    ) -> None:
         self._async = async_invoker
+        self._latency_since = latency_since
         self._queue: queue.SimpleQueue[tuple[float, dict[str, Any]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._counts = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0}
@@ -201,7 +207,7 @@ class EventQueue:
                 ok = self._async.handle(event, time.monotonic() - queued_at)
             except Exception:  # the on-failure queue itself failed: say so, keep serving
                 traceback.print_exc()
-            latency = _latency_ms(event) if ok else None
+            latency = _latency_ms(event, self._latency_since) if ok else None
             with self._lock:
                 self._counts["running"] -= 1
                 self._counts["succeeded" if ok else "failed"] += 1
@@ -212,14 +218,14 @@ class EventQueue:
 class _LocalHandler(BaseHTTPRequestHandler):
     """What the local HTTP servers share: keep-alive, no access log, JSON replies."""
 
-    server_version = "ebbot-webhooks-local"
+    server_version = "motostack"
     protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway and Lambda's API offer
     # Headers and body are written separately: without TCP_NODELAY the body waits for the
     # client's delayed ACK (about 40 ms per request on Linux).
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
-        return  # never an access log: a webhook path may hold the token
+        return  # never an access log: a path may hold a credential
 
     def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         """`headers` replace the default JSON content type."""
@@ -283,15 +289,46 @@ def serve_invoke(
     return server
 
 
-# --- the HTTP API in front of the ingest function ------------------------------------------------------
+# --- the HTTP API in front of a function ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of an HTTP API: `POST /items/{id}` matches POST /items/42 with id=42."""
+
+    method: str
+    template: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.template}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters if the request is this route's, else None."""
+        if method != self.method:
+            return None
+        wanted, given = self.template.strip("/").split("/"), path.strip("/").split("/")
+        if len(wanted) != len(given):
+            return None
+        parameters = {}
+        for part, value in zip(wanted, given, strict=True):
+            if part.startswith("{") and part.endswith("}") and value:
+                parameters[part[1:-1]] = value
+            elif part != value:
+                return None
+        return parameters
 
 
 def http_api_event(
-    method: str, path: str, headers: dict[str, str], body: bytes, source_ip: str
+    method: str,
+    path: str,
+    route: Route,
+    parameters: dict[str, str],
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
 ) -> dict[str, Any]:
     """The HTTP API payload-format-2.0 event API Gateway would give the function for this request."""
-    token = path[len("/webhook/") :] if path.startswith("/webhook/") else None
-    route = "POST /webhook/{token}" if token else "POST /webhook"
     try:
         text, is_base64 = body.decode("utf-8"), False
     except UnicodeDecodeError:
@@ -299,7 +336,7 @@ def http_api_event(
     now = datetime.now(UTC)
     return {
         "version": "2.0",
-        "routeKey": route,
+        "routeKey": route.key,
         "rawPath": path,
         "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
@@ -315,36 +352,40 @@ def http_api_event(
                 "userAgent": headers.get("User-Agent", ""),
             },
             "requestId": uuid.uuid4().hex[:16],
-            "routeKey": route,
+            "routeKey": route.key,
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
-        "pathParameters": {"token": token} if token else None,
+        "pathParameters": parameters or None,
         "body": text if body else None,
         "isBase64Encoded": is_base64,
     }
 
 
-def serve_ingest(
-    invoker: Invoker, port: int, *, report: Callable[[str], None] = print
+def serve_http_api(
+    invoker: Invoker, port: int, routes: list[Route], *, report: Callable[[str], None] = print
 ) -> ThreadingHTTPServer:
-    """Serve the ingest routes on 127.0.0.1:port (in a thread); return the server to shut it down."""
+    """Serve the function's routes on 127.0.0.1:port (in a thread); return the server to shut it
+    down. `GET /health` answers when it is up."""
+    name = str(invoker.function.get("logical_id", "function"))
 
     class Handler(_LocalHandler):
-        def do_POST(self) -> None:
+        def _route(self, method: str) -> None:
             path = self.path.split("?", 1)[0]
-            if path != "/webhook" and not (
-                path.startswith("/webhook/") and "/" not in path[len("/webhook/") :]
-            ):
+            found = next(((r, p) for r in routes if (p := r.match(method, path)) is not None), None)
+            if found is None:
                 self._reply(404, b'{"message":"Not Found"}')
                 return
+            route, parameters = found
             length = int(self.headers.get("content-length") or 0)
             if length > API_GATEWAY_MAX_BODY:
                 self._reply(413, b'{"message":"Request Entity Too Large"}')
                 return
             body = self.rfile.read(length) if length else b""
-            event = http_api_event("POST", path, dict(self.headers.items()), body, self.client_address[0])
+            event = http_api_event(
+                method, path, route, parameters, dict(self.headers.items()), body, self.client_address[0]
+            )
             started = time.monotonic()
             try:
                 response = invoker.invoke(event)
@@ -357,18 +398,24 @@ def serve_ingest(
             raw = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
             self._reply(status, raw, {str(k): str(v) for k, v in (response.get("headers") or {}).items()})
             ms = (time.monotonic() - started) * 1000
-            report(f"{'IngestFunction':<20} {event['routeKey']:<22} {status} {ms:.0f} ms")
+            report(f"{name:<20} {route.key:<22} {status} {ms:.0f} ms")
+
+        def do_POST(self) -> None:
+            self._route("POST")
+
+        def do_PUT(self) -> None:
+            self._route("PUT")
 
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._reply(200, b'{"status":"ok"}')
             else:
-                self._reply(HTTPStatus.METHOD_NOT_ALLOWED, b'{"message":"Method Not Allowed"}')
+                self._route("GET")
 
     class Server(ThreadingHTTPServer):
         request_queue_size = 256  # a burst of connections must queue, not be reset
 
     server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="ingest-http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name="http-api", daemon=True).start()
     return server

@@ -1,16 +1,17 @@
-"""Deploy template.yaml into moto: SAM's own translator, moto's CloudFormation, then what moto skips.
+"""Deploy a SAM template into moto: SAM's own translator, moto's CloudFormation, then what moto skips.
 
-template.yaml stays the single source of truth: tables, buckets, the bus, rules, queues and
-functions are created from it, never from a second list. Where moto falls short, this module
-fills in from the translated template itself (docs/decisions.md, "Local stack"):
+The template stays the single source of truth: tables, buckets, buses, rules, queues and functions
+are created from it, never from a second list. Where moto falls short, this module fills in from
+the translated template itself:
 
-- SAM's HTTP API resources fail in moto: they are left out (the local stack serves the route).
-- moto's CloudFormation skips some types silently (SKIPPED_BY_MOTO). The token secret is created
-  here from the template's GenerateSecretString key, and function settings that referred to it are
-  filled in; EventInvokeConfig is read from the template by the local runtime.
+- SAM's HTTP API resources fail in moto: they are left out (motostack.runtime serves the routes,
+  read from the API's OpenAPI body: http_routes).
+- moto's CloudFormation skips some types silently (SKIPPED_BY_MOTO). A secret with
+  GenerateSecretString is created here (its value given by the caller, or generated), and function
+  settings that referred to it are filled in; EventInvokeConfig is read from the template.
 - moto wants an archive's EventPattern as a string; it is given one.
-- moto cannot deliver to Lambda targets: the local runtime points each rule target at an SQS queue
-  and invokes the handler itself (tools.local).
+- moto cannot deliver to Lambda targets: motostack.lambda_targets hands matched events to each
+  function's worker over Lambda's Invoke API, which runs the handler itself.
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "template.yaml"
-SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
-ARTIFACT_BUCKET = "local-artifacts"  # tools/sam_translate.py points CodeUri and ContentUri here
+ARTIFACT_BUCKET = "local-artifacts"  # motostack/sam_translate.py points CodeUri and ContentUri here
+SAM_TRANSLATE = Path(__file__).resolve().parent / "sam_translate.py"
 
 # Types moto's CloudFormation reports CREATE_COMPLETE for without creating anything (moto 5.2).
 # tests/template/test_rehearsal.py pins this list, so a moto upgrade that changes it is noticed.
@@ -54,13 +53,16 @@ class StackError(Exception):
     """The template could not be translated or deployed; the message says what to fix."""
 
 
-def translate(template: Path = TEMPLATE, parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """The template as plain CloudFormation, through SAM's translator in the SAM CLI's venv."""
-    if not SAM_PYTHON.exists():
-        raise StackError(f"{SAM_PYTHON} is missing: run `make setup` (it installs the SAM translator)")
+def translate(
+    template: Path, *, sam_python: Path, parameters: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The template as plain CloudFormation, through SAM's translator run by `sam_python` (an
+    interpreter with aws-sam-translator installed: it pins its own pydantic)."""
+    if not sam_python.exists():
+        raise StackError(f"{sam_python} is missing: it must have aws-sam-translator installed")
     args = [f"{k}={v}" for k, v in (parameters or {}).items()]
     result = subprocess.run(
-        [str(SAM_PYTHON), str(ROOT / "tools" / "sam_translate.py"), str(template), *args],
+        [str(sam_python), str(SAM_TRANSLATE), str(template), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -176,7 +178,8 @@ class Deployment:
     functions: dict[str, Function] = field(default_factory=dict)
     targets: list[RuleTarget] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
-    token: str | None = None
+    # Logical id -> the value of each secret this module created (GenerateSecretString).
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def resource(self, logical_id: str) -> str:
         return self.physical[logical_id]
@@ -186,7 +189,7 @@ def _placeholder_zip() -> bytes:
     # moto stores the code but never runs it: the local runtime imports the handlers from functions/.
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "code is loaded from functions/ by the local stack")
+        archive.writestr("README.txt", "motostack runs the code from its CodeUri directory, not from here")
     return buffer.getvalue()
 
 
@@ -210,16 +213,13 @@ def _s3_uris(node: Any) -> set[str]:
 def deploy(
     clients: Any,
     *,
+    cfn: dict[str, Any],
     stack_name: str = "local",
-    template: Path = TEMPLATE,
     parameters: dict[str, str] | None = None,
-    token: str | None = None,
-    cfn: dict[str, Any] | None = None,
+    secret_values: dict[str, str] | None = None,
 ) -> Deployment:
-    """Create the stack in moto through `clients` (an object with boto3 clients as attributes)."""
-    cfn = (
-        cfn if cfn is not None else translate(template, {"AWS::StackName": stack_name, **(parameters or {})})
-    )
+    """Create the translated template `cfn` in moto through `clients` (an object with boto3 clients
+    as attributes). `secret_values` gives the generated string of a secret by its logical id."""
     moto_cfn, left_out = for_moto(cfn)
     s3 = clients.s3
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
@@ -240,7 +240,7 @@ def deploy(
     }
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     deployment = Deployment(stack_name, cfn, physical, outputs, left_out=left_out)
-    _create_skipped(clients, deployment, token)
+    _create_skipped(clients, deployment, secret_values or {})
     _read_functions(clients, deployment)
     _read_targets(clients, deployment)
     return deployment
@@ -258,26 +258,30 @@ def _wait(cloudformation: Any, stack_name: str) -> dict[str, Any]:
     raise StackError(f"stack {stack_name} did not finish")
 
 
-def _create_skipped(clients: Any, deployment: Deployment, token: str | None) -> None:
-    """Create what moto's CloudFormation skips and the local stack needs: the token secret."""
+def _create_skipped(clients: Any, deployment: Deployment, secret_values: dict[str, str]) -> None:
+    """Create what moto's CloudFormation skips and a stack needs: its generated secrets."""
     for name, resource in deployment.template["Resources"].items():
         if resource["Type"] != "AWS::SecretsManager::Secret":
             continue
-        generate = resource["Properties"].get("GenerateSecretString", {})
-        key = generate.get("GenerateStringKey", "token")
-        base = json.loads(generate.get("SecretStringTemplate", "{}"))
-        secret_value = (
-            token
-            or clients.secretsmanager.get_random_password(
-                PasswordLength=generate.get("PasswordLength", 48),
-                ExcludePunctuation=generate.get("ExcludePunctuation", False),
-            )["RandomPassword"]
-        )
+        generate = resource["Properties"].get("GenerateSecretString")
+        if generate is None:
+            value = str(resource["Properties"].get("SecretString", secret_values.get(name, "")))
+            secret_string = value
+        else:
+            key = generate.get("GenerateStringKey")
+            value = secret_values.get(name) or str(
+                clients.secretsmanager.get_random_password(
+                    PasswordLength=generate.get("PasswordLength", 32),
+                    ExcludePunctuation=generate.get("ExcludePunctuation", False),
+                )["RandomPassword"]
+            )
+            base = json.loads(generate.get("SecretStringTemplate", "{}"))
+            secret_string = json.dumps({**base, key: value}) if key else value
         arn = clients.secretsmanager.create_secret(
-            Name=f"{deployment.stack_name}-{name}", SecretString=json.dumps({**base, key: secret_value})
+            Name=f"{deployment.stack_name}-{name}", SecretString=secret_string
         )["ARN"]
         deployment.physical[name] = arn
-        deployment.token = secret_value
+        deployment.secrets[name] = value
 
 
 def _resolve(value: Any, deployment: Deployment) -> Any:
@@ -385,5 +389,23 @@ class Clients:
         return client
 
 
-if __name__ == "__main__":  # print the translated template, for a look
-    json.dump(translate(), sys.stdout, indent=1)
+def http_routes(cfn: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(METHOD, path template, function logical id) of every route of the template's HTTP APIs,
+    from their OpenAPI bodies as SAM writes them (`x-amazon-apigateway-integration` to a function)."""
+    routes = []
+    for resource in cfn["Resources"].values():
+        if resource["Type"] != "AWS::ApiGatewayV2::Api":
+            continue
+        for path, methods in resource["Properties"].get("Body", {}).get("paths", {}).items():
+            for method, operation in methods.items():
+                uri = json.dumps(operation.get("x-amazon-apigateway-integration", {}).get("uri", ""))
+                function = (
+                    uri.split("/functions/${", 1)[1].split(".Arn}", 1)[0] if "/functions/${" in uri else ""
+                )
+                if function:
+                    routes.append((method.upper(), path, function))
+    return sorted(routes)
+
+
+if __name__ == "__main__":  # print a translated template, for a look: deploy.py TEMPLATE SAM_PYTHON
+    json.dump(translate(Path(sys.argv[1]), sam_python=Path(sys.argv[2])), sys.stdout, indent=1)

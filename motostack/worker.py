@@ -1,11 +1,11 @@
 """One function of the template in a process of its own, with the environment the template gives it.
 
-    python -m tools.local.worker STATE_FILE FUNCTION_LOGICAL_ID
+    python -m motostack.worker STATE_FILE FUNCTION_LOGICAL_ID [MODULE_TO_PRELOAD ...]
 
 Every function serves Lambda's Invoke API on a free port (EventBridge's deliveries arrive there, see
-tools.local.lambda_targets) and says where in its ready file; the function behind the HTTP API also
-serves the webhook routes. A process per function keeps each function's environment (and
-Powertools' settings, read at import) its own, as in Lambda, and lets the functions use both cores.
+motostack.lambda_targets) and says where in its ready file; the function behind the HTTP API also
+serves its routes. A process per function keeps each function's environment (and whatever its
+libraries read from it at import) its own, as in Lambda, and lets the functions use every core.
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ def _report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _preload() -> None:
-    """Import the heavy libraries while the stack is still being deployed. Nothing here reads the
-    function's environment: Powertools' logger, tracer and metrics are created by our own modules,
-    which are imported only once the environment is set."""
+def _preload(modules: list[str]) -> None:
+    """Import the heavy libraries while the stack is still being deployed. Only libraries that read
+    nothing of the function's environment at import belong here: the function's own modules are
+    imported once its environment is set."""
+    import importlib
+
     import boto3  # noqa: F401
-    import pydantic  # noqa: F401
-    from aws_lambda_powertools.utilities import parser  # noqa: F401
+
+    for module in modules:
+        importlib.import_module(module)
 
 
 def _wait_for(state_file: Path, timeout_s: float = 120) -> dict[str, Any]:
@@ -52,9 +55,9 @@ def _wait_while_parent_lives(stop: threading.Event) -> None:
 
 
 def main(argv: list[str]) -> int:
-    state_file, logical_id = Path(argv[0]), argv[1]
+    state_file, logical_id, preload = Path(argv[0]), argv[1], argv[2:]
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # until the function runs
-    _preload()
+    _preload(preload)
     state = _wait_for(state_file)
     function = state["functions"][logical_id]
     os.environ.update({k: str(v) for k, v in function["environment"].items()})
@@ -63,12 +66,13 @@ def main(argv: list[str]) -> int:
     # Imported only now: Powertools reads its settings from the environment at import.
     import boto3
 
-    from tools.local.runtime import (
+    from motostack.runtime import (
         AsyncInvoker,
         EventQueue,
         HandlerImportError,
         Invoker,
-        serve_ingest,
+        Route,
+        serve_http_api,
         serve_invoke,
     )
 
@@ -88,15 +92,20 @@ def main(argv: list[str]) -> int:
     report = _report if state.get("verbose", True) else (lambda _: None)
 
     if logical_id == state.get("http_function"):
+        routes = [Route(method, template) for method, template in state["http_routes"]]
         try:
-            serve_ingest(invoker, int(state["webhook_port"]), report=report)
+            serve_http_api(invoker, int(state["http_port"]), routes, report=report)
         except OSError as exc:
-            _report(f"error: cannot listen on 127.0.0.1:{state['webhook_port']}: {exc}")
+            _report(f"error: cannot listen on 127.0.0.1:{state['http_port']}: {exc}")
             return 4
     async_invoker = AsyncInvoker(
         invoker, boto3.client("sqs"), retry_delay_s=float(state.get("retry_delay_s", 0.2)), report=report
     )
-    events = EventQueue(async_invoker, concurrency=int(state.get("concurrency", 8)))
+    events = EventQueue(
+        async_invoker,
+        concurrency=int(state.get("concurrency", 8)),
+        latency_since=tuple(state.get("latency_since") or ()),
+    )
     invoke = serve_invoke(invoker, events, report=report)
     ready = {"invoke_url": f"http://127.0.0.1:{invoke.server_address[1]}"}
     partial = Path(state["ready_dir"], f"{logical_id}.partial")

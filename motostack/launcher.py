@@ -1,17 +1,11 @@
-"""Start the whole pipeline on this machine: moto's server, the stack from template.yaml, the functions.
+"""Run a SAM template on this machine: moto's server, the stack from the template, each function
+in a worker of its own, and the HTTP API in front.
 
-Nothing here lists a table, bucket, rule or function: they come from template.yaml through SAM's
-translator and moto's CloudFormation (tools.stack). Settings come from the environment:
-
-| variable | default | meaning |
-|---|---|---|
-| EBBOT_LOCAL_WEBHOOK_PORT | 3000 | port of the webhook routes on 127.0.0.1 |
-| EBBOT_LOCAL_AWS_PORT | 4566 | port of moto's server (the AWS endpoint) on 127.0.0.1 |
-| EBBOT_LOCAL_TOKEN | local-dev-token-change-me | the webhook token (events/apigw uses it) |
-| EBBOT_LOCAL_DIR | .local | where outputs.json, state and logs are written |
-| EBBOT_LOCAL_TEMPLATE | template.yaml | the template to run |
-| EBBOT_LOCAL_RETRY_DELAY | 0.2 | first delay before retrying a failed invocation (Lambda: 60 s) or delivery |
-| EBBOT_LOCAL_CONCURRENCY | 8 | events each function runs at once (its concurrent executions) |
+Nothing here lists a table, bucket, rule or function: they come from the template through SAM's
+translator and moto's CloudFormation (motostack.deploy). Everything about the project that runs it
+comes in `Settings`; the state directory receives outputs.json (the stack's outputs, its AWS
+endpoint and region, its HTTP API's URL), state.json and routes.json (for the workers), env.json
+files for `sam local invoke`, and logs/.
 """
 
 from __future__ import annotations
@@ -30,52 +24,49 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tools.events import SAMPLE_TOKEN
-from tools.stack import ROOT, Clients, Deployment, StackError, deploy, translate
+from motostack.deploy import Clients, Deployment, StackError, deploy, http_routes, translate
 
 REGION = "us-east-1"
 STACK_NAME = "local"
-SAM_PINS = ROOT / "requirements" / "sam.in"
 
 
 class LocalStackError(Exception):
-    """Something a newcomer can fix; the message says what."""
+    """Something a user can fix; the message says what."""
 
 
 @dataclass
 class Settings:
-    webhook_port: int = 3000
+    """Everything the engine needs to know, from the project that runs it."""
+
+    template: Path
+    state_dir: Path
+    # An interpreter with aws-sam-translator (motostack.deploy.translate).
+    sam_python: Path
+    http_port: int = 3000
     aws_port: int = 4566
-    token: str = SAMPLE_TOKEN
-    state_dir: Path = ROOT / ".local"
-    template: Path = ROOT / "template.yaml"
+    # Logical id -> the generated string of a secret with GenerateSecretString (else random).
+    secret_values: dict[str, str] = field(default_factory=dict)
     retry_delay_s: float = 0.2
     concurrency: int = 8
+    # Modules each worker imports before its function's environment is set (heavy libraries).
+    preload: tuple[str, ...] = ()
+    # Where on the path each worker imports handlers from (a CodeUri's directory).
+    python_path: tuple[Path, ...] = ()
+    # The path in an event to the ISO-8601 instant its latency is measured from (GET /status).
+    latency_since: tuple[str, ...] = ()
+    # Names of the environment variables that set the ports, for the messages that name them.
+    port_variables: tuple[str, str] = ("http_port", "aws_port")
+    # Set in every worker, over the function's own environment (as a runtime's own settings).
+    worker_environment: dict[str, str] = field(default_factory=dict)
     verbose: bool = True
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-        try:
-            return cls(
-                webhook_port=int(env.get("EBBOT_LOCAL_WEBHOOK_PORT", 3000)),
-                aws_port=int(env.get("EBBOT_LOCAL_AWS_PORT", 4566)),
-                token=env.get("EBBOT_LOCAL_TOKEN", SAMPLE_TOKEN),
-                state_dir=Path(env.get("EBBOT_LOCAL_DIR", ROOT / ".local")),
-                template=Path(env.get("EBBOT_LOCAL_TEMPLATE", ROOT / "template.yaml")),
-                retry_delay_s=float(env.get("EBBOT_LOCAL_RETRY_DELAY", 0.2)),
-                concurrency=max(1, int(env.get("EBBOT_LOCAL_CONCURRENCY", 8))),
-            )
-        except ValueError as exc:
-            raise LocalStackError(f"bad EBBOT_LOCAL_* setting: {exc}") from None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.aws_port}"
 
     @property
-    def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.webhook_port}/webhook"
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
 
 def _port_free(port: int) -> bool:
@@ -148,15 +139,15 @@ def _die_with_parent() -> None:
 
 def _spawn_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tools.local.moto_server", str(settings.aws_port)],
-        cwd=ROOT,
+        [sys.executable, "-m", "motostack.moto_server", str(settings.aws_port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={
             **os.environ,
             **_aws_environment(settings),
-            "EBBOT_LOCAL_ROUTES": str(settings.state_dir / "routes.json"),
-            "EBBOT_LOCAL_RETRY_DELAY": str(settings.retry_delay_s),
+            "PYTHONPATH": _python_path(settings),
+            "MOTOSTACK_ROUTES": str(settings.state_dir / "routes.json"),
+            "MOTOSTACK_RETRY_DELAY": str(settings.retry_delay_s),
         },
         preexec_fn=_die_with_parent,
     )
@@ -177,33 +168,38 @@ def _wait_for_moto(settings: Settings, proc: subprocess.Popen[bytes], log: IO[by
 
 def _translate_cached(settings: Settings) -> dict[str, Any]:
     """SAM's translation of the template, cached by the template's content (translation takes seconds)."""
-    # The template and the translator's pinned version decide the output.
-    digest = hashlib.sha256(settings.template.read_bytes() + SAM_PINS.read_bytes()).hexdigest()[:24]
+    # The template and the translator's interpreter (its installed version) decide the output.
+    version = subprocess.run(
+        [str(settings.sam_python), "-c", "import samtranslator; print(samtranslator.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    digest = hashlib.sha256(settings.template.read_bytes() + version.encode()).hexdigest()[:24]
     cache = settings.state_dir / "cache" / f"translated-{digest}.json"
     if cache.exists():
         cached: dict[str, Any] = json.loads(cache.read_text())
         return cached
-    cfn = translate(settings.template, {"AWS::StackName": STACK_NAME})
+    cfn = translate(
+        settings.template, sam_python=settings.sam_python, parameters={"AWS::StackName": STACK_NAME}
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(cfn))
     return cfn
 
 
-def _http_function(template: dict[str, Any]) -> str | None:
-    """The function behind the HTTP API: the one API Gateway is allowed to invoke."""
-    for resource in template["Resources"].values():
-        props = resource.get("Properties", {})
-        if (
-            resource["Type"] == "AWS::Lambda::Permission"
-            and props.get("Principal") == "apigateway.amazonaws.com"
-        ):
-            ref = props.get("FunctionName", {})
-            return str(ref.get("Ref")) if isinstance(ref, dict) else None
-    return None
+def _python_path(settings: Settings) -> str:
+    return os.pathsep.join([*(str(p) for p in settings.python_path), os.environ.get("PYTHONPATH", "")]).strip(
+        os.pathsep
+    )
 
 
 def _state(
-    settings: Settings, deployment: Deployment, clients: Clients, http_function: str | None
+    settings: Settings,
+    deployment: Deployment,
+    clients: Clients,
+    http_function: str | None,
+    routes: list[tuple[str, str, str]],
 ) -> dict[str, Any]:
     def url_of(arn: str | None) -> str | None:
         if not arn:
@@ -227,19 +223,19 @@ def _state(
         }
     return {
         "endpoint": settings.endpoint,
-        "webhook_port": settings.webhook_port,
+        "http_port": settings.http_port,
         "http_function": http_function,
+        "http_routes": [[method, path] for method, path, function in routes if function == http_function],
         "functions": functions,
         "worker_environment": {
             **_aws_environment(settings),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_DEV": "false",
+            "PYTHONPATH": _python_path(settings),
+            **settings.worker_environment,
         },
         "ready_dir": str(settings.state_dir / "ready"),
         "retry_delay_s": settings.retry_delay_s,
         "concurrency": settings.concurrency,
+        "latency_since": list(settings.latency_since),
         "verbose": settings.verbose,
     }
 
@@ -251,9 +247,11 @@ def start(settings: Settings) -> LocalStack:
     so they overlap: moto and one process per function start at once, the functions preload their
     libraries and wait for the deployment's details in state.json.
     """
-    for name, port in (("webhook", settings.webhook_port), ("AWS endpoint", settings.aws_port)):
+    for name, port, variable in (
+        ("HTTP API", settings.http_port, settings.port_variables[0]),
+        ("AWS endpoint", settings.aws_port, settings.port_variables[1]),
+    ):
         if not _port_free(port):
-            variable = "EBBOT_LOCAL_WEBHOOK_PORT" if name == "webhook" else "EBBOT_LOCAL_AWS_PORT"
             raise LocalStackError(
                 f"port {port} ({name}) is in use on 127.0.0.1: stop what uses it (is the stack already "
                 f"running?) or choose another port with {variable}=<port>"
@@ -276,16 +274,20 @@ def start(settings: Settings) -> LocalStack:
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
         functions = sorted(n for n, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function")
-        http_function = _http_function(cfn)
+        routes = http_routes(cfn)
+        behind_api = sorted({function for _, _, function in routes})
+        if len(behind_api) > 1:
+            raise LocalStackError(f"the HTTP API routes to more than one function ({', '.join(behind_api)})")
+        http_function = behind_api[0] if behind_api else None
         _spawn_workers(stack, functions, http_function)
         _wait_for_moto(settings, moto, moto_log)
         clients = Clients(endpoint_url=settings.endpoint, region=REGION)
         try:
-            deployment = deploy(clients, template=settings.template, token=settings.token, cfn=cfn)
+            deployment = deploy(clients, cfn=cfn, stack_name=STACK_NAME, secret_values=settings.secret_values)
         except StackError as exc:
             raise LocalStackError(f"template error: {exc}") from None
         stack.deployment = deployment
-        state = _state(settings, deployment, clients, http_function)
+        state = _state(settings, deployment, clients, http_function, routes)
         partial = state_dir / "state.json.partial"
         partial.write_text(json.dumps(state, indent=1))
         partial.rename(state_dir / "state.json")  # workers see it whole or not at all
@@ -309,17 +311,13 @@ def _asynchronous_worker() -> None:
 
 def _spawn_workers(stack: LocalStack, functions: list[str], http_function: str | None) -> None:
     settings = stack.settings
-    env = {
-        **os.environ,
-        **_aws_environment(settings),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
-    }
+    env = {**os.environ, **_aws_environment(settings), "PYTHONPATH": _python_path(settings)}
+    state_file = str(settings.state_dir / "state.json")
     for logical in functions:
         log = (settings.state_dir / "logs" / f"{logical}.log").open("wb")
         stack._logs.append(log)
         stack.workers[logical] = subprocess.Popen(
-            [sys.executable, "-m", "tools.local.worker", str(settings.state_dir / "state.json"), logical],
-            cwd=ROOT,
+            [sys.executable, "-m", "motostack.worker", state_file, logical, *settings.preload],
             stdout=log,  # the functions' JSON logs
             stderr=None,  # one line per invocation, and errors, on the console
             env=env,
@@ -356,16 +354,12 @@ def _write_routes(settings: Settings, state: dict[str, Any]) -> None:
 
 
 def _write_outputs(settings: Settings, deployment: Deployment) -> dict[str, Any]:
-    outputs: dict[str, Any] = dict(deployment.outputs)
-    outputs.update(
-        {
-            "WebhookUrl": f"{settings.webhook_url}/{settings.token}",
-            "WebhookToken": settings.token,
-            "AwsEndpointUrl": settings.endpoint,
-            "Region": REGION,
-        }
-    )
-    outputs.pop("EventArchiveName", None)  # moto reports an object's repr here
+    """outputs.json: the stack's outputs (moto's stand-ins for what it skipped left out), its AWS
+    endpoint and region, and its HTTP API's URL."""
+    outputs: dict[str, Any] = {
+        key: value for key, value in deployment.outputs.items() if not str(value).startswith("<")
+    }
+    outputs.update({"HttpApiUrl": settings.http_url, "AwsEndpointUrl": settings.endpoint, "Region": REGION})
     (settings.state_dir / "outputs.json").write_text(json.dumps(outputs, indent=2) + "\n")
     _write_sam_env_files(settings, deployment)
     return outputs
@@ -376,50 +370,25 @@ def _write_outputs(settings: Settings, deployment: Deployment) -> dict[str, Any]
 SAM_ENV_FILES = {"env.json": "127.0.0.1", "env.docker-desktop.json": "host.docker.internal"}
 
 
-def sam_env(deployment: Deployment, endpoint: str) -> dict[str, dict[str, str]]:
+def sam_env(deployment: Deployment, endpoint: str, extra: dict[str, str]) -> dict[str, dict[str, str]]:
     """`sam local invoke --env-vars` for this stack: each function's environment as deployed here
-    (the real resource names, where SAM alone would give logical ids), and the AWS endpoint.
-
-    SAM passes on only the variables the template declares for the function (the template
-    declares AWS_ENDPOINT_URL, empty, for this), and sets AWS_REGION from its own --region."""
+    (the real resource names, where SAM alone would give logical ids), the AWS endpoint, and
+    `extra` (the worker environment's own settings). SAM passes on only the variables the template
+    declares for the function, so a template that means to be run this way declares
+    AWS_ENDPOINT_URL (empty: botocore then uses each service's own endpoint)."""
     return {
         logical: {
             **{k: str(v) for k, v in function.environment.items()},
+            **extra,
             "AWS_ENDPOINT_URL": endpoint,
-            # No X-Ray daemon beside a local container.
-            "POWERTOOLS_TRACE_DISABLED": "true",
         }
         for logical, function in sorted(deployment.functions.items())
     }
 
 
 def _write_sam_env_files(settings: Settings, deployment: Deployment) -> None:
+    declared = {name for function in deployment.functions.values() for name in function.environment}
+    extra = {k: v for k, v in settings.worker_environment.items() if k in declared}
     for name, host in SAM_ENV_FILES.items():
-        environment = sam_env(deployment, f"http://{host}:{settings.aws_port}")
+        environment = sam_env(deployment, f"http://{host}:{settings.aws_port}", extra)
         (settings.state_dir / name).write_text(json.dumps(environment, indent=2) + "\n")
-
-
-def banner(stack: LocalStack) -> str:
-    o = stack.outputs
-    s = stack.settings
-    lines = [
-        "The Ebbot webhook pipeline is running locally (Ctrl-C stops it).",
-        "",
-        f"  Webhook URL     {s.webhook_url}/<token>",
-        f"                  (or POST {s.webhook_url} with Authorization: Bearer <token>)",
-        f"  Token           {o['WebhookToken']}",
-        f"  AWS endpoint    {o['AwsEndpointUrl']}   (region {o['Region']}, any credentials)",
-        f"  Event bus       {o.get('EventBusName')}",
-        f"  Table           {o.get('TableName')}",
-        f"  Bucket          {o.get('DataBucketName')}",
-        f"  Outputs         {s.state_dir / 'outputs.json'}    Logs: {s.state_dir / 'logs'}/",
-        f'  sam local       --env-vars {s.state_dir / "env.json"}   (README, "Run one function")',
-        "",
-        "Try:",
-        f"  curl -s -X POST {s.webhook_url}/{s.token} -H 'content-type: application/json' \\",
-        "       --data @events/webhooks/chat.create.json",
-        f"  aws --endpoint-url {o['AwsEndpointUrl']} dynamodb scan --table-name {o.get('TableName')}",
-        "  .venv/bin/python -m tools send      # posts every sample and shows what was stored",
-        "",
-    ]
-    return "\n".join(lines)

@@ -41,13 +41,13 @@
 8. Speed: the server is waitress, not moto's (werkzeug's development server). werkzeug closes the
    connection after every response, so each request from a function cost a TCP connection, a new
    thread and an email-module header parse in this process, and a reconnect in the function; with
-   keep-alive the whole stack spends about a tenth less CPU per webhook (bench/e2e.py, and the
+   keep-alive the whole stack spends about a tenth less CPU per event (bench/e2e.py, and the
    decision record). One difference: waitress drops request headers with an underscore in their
    name, as most servers do, where moto's server keeps them for S3 metadata keys such as
    `x-amz-meta-my_key`; nothing in this stack sends one.
 9. Lambda targets: moto raises NotImplementedError when a matched rule targets a Lambda function.
    Such events are handed to the functions' workers over Lambda's Invoke API instead, with the
-   target's retry policy and DLQ (tools.local.lambda_targets); `GET /_local/deliveries` tells how
+   target's retry policy and DLQ (motostack.lambda_targets); `GET /_local/deliveries` tells how
    many are still on their way.
 
 10. Speed: requests in AWS's JSON protocol (an X-Amz-Target header, POST to `/`: DynamoDB,
@@ -56,10 +56,10 @@
    response hooks around it (JsonProtocolFastPath); everything else still goes through Flask. And
    moto's Flask apps are not in debug mode, which built a class on every request with a body
    (Flask's hint for browser form posts), nor add CORS headers (for browsers). About a tenth less
-   CPU in this process per webhook (docs/decisions.md); tests/integration/test_moto_fast_path.py
+   CPU in this process per event (docs/decisions.md); tests/integration/test_moto_fast_path.py
    sends the same SDK calls both ways and compares the answers.
 
-    python -m tools.local.moto_server PORT
+    python -m motostack.moto_server PORT
 """
 
 from __future__ import annotations
@@ -382,9 +382,9 @@ def _speed_up_update_expressions() -> None:
 # threads when they dead-letter an event.
 MOTO_LOCK = threading.Lock()
 STATUS_PATH = "/_local/deliveries"
-# EBBOT_LOCAL_PROFILE=FILE: profile moto's request handling, written to FILE when the server stops
+# MOTOSTACK_PROFILE=FILE: profile moto's request handling, written to FILE when the server stops
 # (for finding moto's next hot spot: python -m pstats FILE).
-PROFILER = cProfile.Profile() if os.environ.get("EBBOT_LOCAL_PROFILE") else None
+PROFILER = cProfile.Profile() if os.environ.get("MOTOSTACK_PROFILE") else None
 
 
 class OneAtATime:
@@ -519,12 +519,12 @@ def main(argv: list[str]) -> None:
     # All state is in memory and goes with the process: nothing to flush, so leave at once.
     def leave(*_: Any) -> None:
         if PROFILER is not None:
-            PROFILER.dump_stats(os.environ["EBBOT_LOCAL_PROFILE"])
+            PROFILER.dump_stats(os.environ["MOTOSTACK_PROFILE"])
         os._exit(0)
 
     signal.signal(signal.SIGTERM, leave)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth": moto is serial
-    from tools.local.lambda_targets import forwarder_from_env, patch_lambda_targets
+    from motostack.lambda_targets import forwarder_from_env, patch_lambda_targets
 
     forwarder = forwarder_from_env(dead_letter)
     _backend_apps_without_debug()

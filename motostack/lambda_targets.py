@@ -85,7 +85,7 @@ def patch_lambda_targets(dispatch: Dispatch) -> Iterator[None]:
             dispatch(self.arn, target, delivered_event(dict(original_event), target))
         others = [t for t in self.targets if not is_lambda_arn(t["Arn"])]
         if others:
-            # moto reads self.targets; requests are applied one at a time (tools.local.moto_server).
+            # moto reads self.targets; requests are applied one at a time (motostack.moto_server).
             everything, self.targets = self.targets, others
             try:
                 original(self, original_event, transform_input)
@@ -290,9 +290,9 @@ class Forwarder:
 
 
 def forwarder_from_env(dead_letter: Callable[[str, str, dict[str, Any]], None]) -> Forwarder:
-    routes = os.environ.get("EBBOT_LOCAL_ROUTES")
+    routes = os.environ.get("MOTOSTACK_ROUTES")
     return Forwarder(
         Routes(Path(routes) if routes else None),
         dead_letter,
-        retry_delay_s=float(os.environ.get("EBBOT_LOCAL_RETRY_DELAY", "0.2")),
+        retry_delay_s=float(os.environ.get("MOTOSTACK_RETRY_DELAY", "0.2")),
     )

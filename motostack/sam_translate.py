@@ -1,10 +1,10 @@
-"""Expand template.yaml with SAM's own translator into plain CloudFormation (JSON on stdout).
+"""Expand a SAM template with SAM's own translator into plain CloudFormation (JSON on stdout).
 
-Runs in the SAM CLI's venv (.venv-sam), because aws-sam-translator pins pydantic 2.13.x and the
-project's runtime moved on; the project calls it as a subprocess (tools.stack.translate). Local
-paths in CodeUri and ContentUri become placeholder s3:// URIs, as `sam package` would make them.
+Runs in an interpreter of its own with aws-sam-translator installed (it pins pydantic, which the
+functions may not share); motostack.deploy.translate calls it as a subprocess. Local paths in
+CodeUri and ContentUri become placeholder s3:// URIs, as `sam package` would make them.
 
-    .venv-sam/bin/python tools/sam_translate.py template.yaml [Name=Value ...]
+    SAM_PYTHON motostack/sam_translate.py TEMPLATE [Name=Value ...]
 """
 
 from __future__ import annotations
