@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # CI sets CI=true: hypothesis then runs its derandomised "ci" profile (tests/conftest.py).
 
 
-.PHONY: help setup run demo send load test lint fmt typecheck events lock bench clean sam-build deploy
+.PHONY: help setup run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,8 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
 	@# functions/ is on the path as Lambda puts it there; the repo root holds tools/ and bench/.
 	@printf '%s\n%s\n' "$(CURDIR)/functions" "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/ebbot-pipeline.pth"
+	@# The command line, .venv/bin/ebbot-webhooks (pyproject's [project.scripts]); nothing else is installed.
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.in
@@ -86,6 +88,9 @@ bench: $(VENV)/.installed ## benchmarks, as ratios to baselines measured in the 
 	$(PY) bench/consumers.py
 	$(PY) bench/cost.py
 	$(PY) bench/e2e.py
+
+bench-moto: $(VENV)/.installed $(SAM_VENV)/.installed ## what each of moto's speed patches is worth to the local stack (about 15 minutes)
+	$(PY) bench/speedups.py
 
 clean: ## remove venvs, build output and local state
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis

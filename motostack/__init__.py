@@ -9,6 +9,6 @@ EventBridge rule matching delivers to the functions over Lambda's Invoke API
 function. It knows nothing of the project that runs it: everything project-specific comes in
 motostack.launcher.Settings.
 
-Speed patches to moto (motostack.speedups) are opt-in: the server applies them; anything else
-runs on moto as it ships.
+Speed patches to moto (motostack.speedups) are opt-in: the server applies those that
+Settings.speedups names (none by default); anything else runs on moto as it ships.
 """

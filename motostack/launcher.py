@@ -11,6 +11,7 @@ files for `sam local invoke`, and logs/.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +59,9 @@ class Settings:
     port_variables: tuple[str, str] = ("http_port", "aws_port")
     # Set in every worker, over the function's own environment (as a runtime's own settings).
     worker_environment: dict[str, str] = field(default_factory=dict)
+    # moto's speed patches for its server (motostack.speedups.choose): "none", moto as it ships,
+    # unless the caller opts in ("all", or "all,-name" to measure one patch's worth).
+    speedups: str = "none"
     verbose: bool = True
 
     @property
@@ -126,15 +130,24 @@ class LocalStack:
             log.close()
 
 
-def _die_with_parent() -> None:
-    """Runs in each child before exec: on Linux, SIGTERM the child when the launcher dies, however
-    it dies (a kill -9 or a test's timeout included), so no orphan keeps a port or a core."""
+def _die_with_parent(launcher: int) -> None:
+    """Runs in each child before exec: on Linux, SIGTERM the child when the launcher (process id
+    `launcher`) dies, however it dies (a kill -9 or a test's timeout included), so no orphan keeps
+    a port or a core. A launcher that died between the fork and this call sends no signal: the
+    child sees it has another parent already, and leaves."""
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass  # not Linux: the workers also watch their parent themselves
+        pass  # not Linux: the workers also watch their parent themselves (PARENT_VARIABLE)
+    if os.getppid() != launcher:
+        os._exit(1)
+
+
+# The launcher's process id, in each worker's environment: a worker leaves when its parent is
+# another process (motostack.worker).
+PARENT_VARIABLE = "MOTOSTACK_PARENT_PID"
 
 
 def _spawn_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -148,8 +161,9 @@ def _spawn_moto(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
             "PYTHONPATH": _python_path(settings),
             "MOTOSTACK_ROUTES": str(settings.state_dir / "routes.json"),
             "MOTOSTACK_RETRY_DELAY": str(settings.retry_delay_s),
+            "MOTOSTACK_SPEEDUPS": settings.speedups,
         },
-        preexec_fn=_die_with_parent,
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
     )
 
 
@@ -299,19 +313,25 @@ def start(settings: Settings) -> LocalStack:
     return stack
 
 
-def _asynchronous_worker() -> None:
+def _asynchronous_worker(launcher: int) -> None:
     """Runs in each worker that EventBridge invokes (not the one behind the HTTP API): a lower CPU
     priority, so on a small machine the sender's requests and moto are served first. On AWS these
     run on capacity of their own; here they share two cores. The figures are in
     docs/decisions.md, "Local delivery without SQS"."""
-    _die_with_parent()
+    _die_with_parent(launcher)
     with contextlib.suppress(OSError):
         os.nice(5)
 
 
 def _spawn_workers(stack: LocalStack, functions: list[str], http_function: str | None) -> None:
     settings = stack.settings
-    env = {**os.environ, **_aws_environment(settings), "PYTHONPATH": _python_path(settings)}
+    launcher = os.getpid()
+    env = {
+        **os.environ,
+        **_aws_environment(settings),
+        "PYTHONPATH": _python_path(settings),
+        PARENT_VARIABLE: str(launcher),
+    }
     state_file = str(settings.state_dir / "state.json")
     for logical in functions:
         log = (settings.state_dir / "logs" / f"{logical}.log").open("wb")
@@ -321,7 +341,9 @@ def _spawn_workers(stack: LocalStack, functions: list[str], http_function: str |
             stdout=log,  # the functions' JSON logs
             stderr=None,  # one line per invocation, and errors, on the console
             env=env,
-            preexec_fn=_die_with_parent if logical == http_function else _asynchronous_worker,
+            preexec_fn=functools.partial(
+                _die_with_parent if logical == http_function else _asynchronous_worker, launcher
+            ),
         )
 
 

@@ -97,7 +97,7 @@ def invocation_record(
             "executedVersion": "$LATEST",
             "functionError": "Unhandled",
         }
-        # Only the error's type: its message could quote chat content.
+        # Only the error's type: its message could quote personal data from the event.
         record["responsePayload"] = {"errorType": type(error).__name__, "errorMessage": type(error).__name__}
     return record
 

@@ -37,18 +37,25 @@ def _preload(modules: list[str]) -> None:
         importlib.import_module(module)
 
 
-def _wait_for(state_file: Path, timeout_s: float = 120) -> dict[str, Any]:
+def _launcher() -> int:
+    """The launcher's process id: given in the environment, as by the time this runs the launcher
+    may be gone already (and the parent then another process)."""
+    return int(os.environ.get("MOTOSTACK_PARENT_PID") or os.getppid())
+
+
+def _wait_for(state_file: Path, parent: int, timeout_s: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while not state_file.exists():
         if time.monotonic() > deadline:
             raise TimeoutError(f"{state_file} did not appear")
+        if os.getppid() != parent:  # the launcher is gone before the stack was up
+            os._exit(0)
         time.sleep(0.05)
     state: dict[str, Any] = json.loads(state_file.read_text())
     return state
 
 
-def _wait_while_parent_lives(stop: threading.Event) -> None:
-    parent = os.getppid()
+def _wait_while_parent_lives(stop: threading.Event, parent: int) -> None:
     while not stop.wait(1.0):
         if os.getppid() != parent:  # the launcher is gone: so are we
             return
@@ -56,9 +63,10 @@ def _wait_while_parent_lives(stop: threading.Event) -> None:
 
 def main(argv: list[str]) -> int:
     state_file, logical_id, preload = Path(argv[0]), argv[1], argv[2:]
+    parent = _launcher()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # until the function runs
     _preload(preload)
-    state = _wait_for(state_file)
+    state = _wait_for(state_file, parent)
     function = state["functions"][logical_id]
     os.environ.update({k: str(v) for k, v in function["environment"].items()})
     os.environ.update(state["worker_environment"])
@@ -111,7 +119,7 @@ def main(argv: list[str]) -> int:
     partial = Path(state["ready_dir"], f"{logical_id}.partial")
     partial.write_text(json.dumps(ready))
     partial.rename(Path(state["ready_dir"], logical_id))
-    _wait_while_parent_lives(stop)
+    _wait_while_parent_lives(stop, parent)
     return 0  # events still queued here are lost with the process, as the whole local stack's state is
 
 

@@ -28,10 +28,8 @@ os.environ.update(
     AWS_REGION="us-east-1",
 )
 
-# moto's EventBridge delivery re-parses JSONPath on every event; the local stack memoises it, so do we.
-from motostack.moto_server import apply_speedups  # noqa: E402
-
-apply_speedups()
+# moto as it ships: its speed patches (motostack.speedups) are for the local stack's server only,
+# and tests/integration/test_moto_speedups.py compares their answers with stock moto's.
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOKS = ROOT / "events" / "webhooks"

@@ -1,11 +1,13 @@
-"""The project's command line.
+"""The Ebbot webhook pipeline's command line: run it on this machine, and operate it here or on AWS.
 
-python -m tools run                   start the local stack in the foreground (make run)
-python -m tools demo                  start it, post every sample, show what was stored, stop (make demo)
-python -m tools send [FILE...]        post samples (default: events/webhooks/*) to the running stack
-python -m tools show                  what the running stack has stored
-python -m tools invoke FUNCTION -e EVENT   like `sam local invoke`, without Docker, against the local stack
-python -m tools redrive [--dry-run]   re-deliver spilled and dead-lettered events (local stack or AWS)
+    ebbot-webhooks run          (or python -m tools run) the whole pipeline on localhost, until Ctrl-C
+    ebbot-webhooks demo         start it, post every sample, show what was stored, stop
+    ebbot-webhooks send         post samples to the running local stack, show what was stored
+    ebbot-webhooks show         what the running local stack has stored
+    ebbot-webhooks invoke       run one function with an event file, like `sam local invoke`
+    ebbot-webhooks redrive      re-deliver spilled and dead-lettered events (local stack or AWS)
+
+`ebbot-webhooks COMMAND --help` says more, with an example. Exit codes: tools/cli.py.
 """
 
 from __future__ import annotations
@@ -18,16 +20,11 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from tools.running import (
-    CommandError,
-    post,
-    running_outputs,
-    sample_files,
-    state_dir,
-    stored_summary,
-    wait_until_drained,
-)
+from tools import cli
+from tools.cli import CommandError
+from tools.running import post, running_outputs, sample_files, show_stored, state_dir, wait_until_drained
 
 # --- commands ----------------------------------------------------------------------------------------
 
@@ -77,7 +74,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
                 raise CommandError(f"{path.name} was not accepted")
         wait_until_drained(outputs)
         print()
-        print(stored_summary(outputs))
+        show_stored(outputs)
     finally:
         stack.stop()
     return 0
@@ -93,13 +90,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"POST {path.name:<28} -> {status} {json.dumps(body)}")
     wait_until_drained(outputs)
     print()
-    print(stored_summary(outputs))
-    return 1 if failures else 0
+    show_stored(outputs)
+    return cli.NOT_ALL_DONE if failures else cli.DONE
 
 
 def cmd_show(_: argparse.Namespace) -> int:
-    print(stored_summary(running_outputs()))
-    return 0
+    show_stored(running_outputs())
+    return cli.DONE
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -114,7 +111,12 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     function = functions[args.function]
     os.environ.update({k: str(v) for k, v in function["environment"].items()})
     os.environ.update(state["worker_environment"])
-    event = json.loads(Path(args.event).read_text()) if args.event != "-" else json.load(sys.stdin)
+    try:
+        event = json.loads(Path(args.event).read_text()) if args.event != "-" else json.load(sys.stdin)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.event}: {exc.strerror}") from None
+    except ValueError:
+        raise CommandError(f"{args.event} is not JSON") from None
     from motostack.runtime import Invoker
 
     # As `sam local invoke`: the function's logs on stderr, its result alone on stdout.
@@ -130,27 +132,73 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return redrive_main(args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools", description=(__doc__ or "").split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start the local stack in the foreground").set_defaults(func=cmd_run)
-    commands.add_parser("demo", help="start, post every sample, show what was stored, stop").set_defaults(
-        func=cmd_demo
+def _command(commands: Any, name: str, summary: str, example: str, func: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\nexample:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send = commands.add_parser("send", help="post samples to the running local stack")
-    send.add_argument("files", nargs="*", help="webhook bodies (default: every events/webhooks sample)")
-    send.set_defaults(func=cmd_send)
-    commands.add_parser("show", help="what the running local stack has stored").set_defaults(func=cmd_show)
-    invoke = commands.add_parser("invoke", help="run one function with an event file (like sam local invoke)")
-    invoke.add_argument("function", help="logical id in template.yaml, e.g. ChatsFunction")
+    parser.set_defaults(func=func)
+    return parser
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="ebbot-webhooks",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(
+        commands,
+        "run",
+        "start the whole pipeline on localhost in the foreground, until Ctrl-C (make run)",
+        "EBBOT_LOCAL_WEBHOOK_PORT=3001 ebbot-webhooks run",
+        cmd_run,
+    )
+    _command(
+        commands,
+        "demo",
+        "start the local stack on free ports, post every sample, show what was stored, stop",
+        "ebbot-webhooks demo",
+        cmd_demo,
+    )
+    send = _command(
+        commands,
+        "send",
+        "post webhooks to the running local stack and show what was stored",
+        "ebbot-webhooks send events/webhooks/chat.create.json",
+        cmd_send,
+    )
+    send.add_argument("files", nargs="*", metavar="FILE", help="webhook bodies (default: every sample)")
+    _command(
+        commands, "show", "show what the running local stack has stored", "ebbot-webhooks show", cmd_show
+    )
+    invoke = _command(
+        commands,
+        "invoke",
+        "run one function of the template with an event file against the running local stack, "
+        "like `sam local invoke` without Docker: its result on stdout, its logs on stderr",
+        "ebbot-webhooks invoke ChatsFunction -e events/eventbridge/chat.create.json",
+        cmd_invoke,
+    )
+    invoke.add_argument("function", metavar="FUNCTION", help="its logical id in template.yaml")
     invoke.add_argument(
-        "-e", "--event", required=True, help="event file, e.g. events/eventbridge/chat.create.json"
+        "-e", "--event", required=True, metavar="FILE", help="the event, as JSON (- for stdin)"
     )
-    invoke.set_defaults(func=cmd_invoke)
-    redrive = commands.add_parser("redrive", help="re-deliver spilled and dead-lettered events")
-    redrive.add_argument("--local", action="store_true", help="against the running local stack")
-    redrive.add_argument("--stack", help="CloudFormation stack name on AWS (reads its outputs)")
-    redrive.add_argument("--dry-run", action="store_true", help="count, deliver nothing")
+    redrive = _command(
+        commands,
+        "redrive",
+        "re-deliver spilled and dead-lettered events, each to where it failed, once the cause is fixed",
+        "ebbot-webhooks redrive --stack ebbot-webhooks-prod --region eu-north-1 --dry-run",
+        cmd_redrive,
+    )
+    where = redrive.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the running local stack")
+    where.add_argument("--stack", metavar="NAME", help="a deployed stack: its CloudFormation name")
+    redrive.add_argument("--region", help="the deployed stack's region (default: your profile's)")
+    redrive.add_argument("--dry-run", action="store_true", help="count what waits, deliver nothing")
     redrive.add_argument(
         "--wait",
         type=int,
@@ -159,20 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="each queue's long poll on AWS, 1-20 (default 2): an empty queue is known empty after one",
     )
-    redrive.set_defaults(func=cmd_redrive)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        from motostack.launcher import LocalStackError
+    return top
 
-        if isinstance(exc, LocalStackError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)  # a wrong argument: argparse's message and exit code 2
+    return cli.run(lambda: int(args.func(args)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,13 +92,22 @@ class Result:
         return sum(self.statuses.values())
 
 
-def post_all(url: str, webhooks: list[bytes], concurrency: int, timeout_s: float = 600) -> Result:
-    """POST every body with `concurrency` workers, one keep-alive connection each. Loopback only."""
+def post_all(
+    url: str,
+    webhooks: list[bytes],
+    concurrency: int,
+    timeout_s: float = 600,
+    on_post: Callable[[], None] = lambda: None,
+) -> Result:
+    """POST every body with `concurrency` workers, one keep-alive connection each, calling `on_post`
+    after each answer (from the workers' threads). Loopback only."""
     import http.client
+
+    from tools.cli import CommandError
 
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise ValueError("the load generator only targets a stack on this machine")
+        raise CommandError(f"the load generator only targets a stack on this machine, not {parts.hostname}")
     result = Result()
     deadline = time.monotonic() + timeout_s
 
@@ -112,6 +122,7 @@ def post_all(url: str, webhooks: list[bytes], concurrency: int, timeout_s: float
             response = connection.getresponse()
             response.read()
             out.append((response.status, (time.monotonic() - started) * 1000))
+            on_post()
         connection.close()
         return out
 
@@ -178,7 +189,8 @@ def check(plan_: Plan, outputs: dict[str, Any]) -> list[str]:
 
 def wait_until_exact(plan_: Plan, outputs: dict[str, Any], timeout_s: float) -> tuple[list[str], float]:
     """Wait until nothing is on its way (cheap status calls), then compare the stored state once."""
-    from tools.running import CommandError, wait_until_drained
+    from tools.cli import CommandError
+    from tools.running import wait_until_drained
 
     started = time.monotonic()
     try:
@@ -222,18 +234,26 @@ class BacklogWatch:
 
 
 def measure(
-    outputs: dict[str, Any], chats: int, concurrency: int, *, seed: int, timeout_s: float
+    outputs: dict[str, Any],
+    chats: int,
+    concurrency: int,
+    *,
+    seed: int,
+    timeout_s: float,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """One bounded load run: POST a fresh plan, wait until drained, check exactly. The figures:
     POST rate; end-to-end rate (all webhooks from the first POST until nothing is left in flight);
     POST latency; receipt-to-stored latency (the ingest function's receipt of the webhook to the
     consumer's success, reported by the functions); the backlog sampled while posting."""
+    from tools.cli import counter
     from tools.running import pipeline_status
 
     work = plan(chats, seed=seed)
     pipeline_status(outputs, take_latencies=True)  # forget earlier runs' latencies
-    with BacklogWatch(outputs) as watch:
-        result = post_all(outputs["WebhookUrl"], work.webhooks, concurrency, timeout_s)
+    bar = counter("posting", len(work.webhooks)) if show_progress else contextlib.nullcontext(lambda: None)
+    with BacklogWatch(outputs) as watch, bar as advance:
+        result = post_all(outputs["WebhookUrl"], work.webhooks, concurrency, timeout_s, on_post=advance)
     problems, drained_s = wait_until_exact(work, outputs, timeout_s)
     stored_ms = [
         ms
@@ -273,20 +293,41 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.running import running_outputs
+    """Exit 0 when the stored state is exact and nothing failed, 1 otherwise (tools/cli.py)."""
+    from tools import cli
 
-    parser = argparse.ArgumentParser(prog="python -m tools.load", description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--chats", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--timeout", type=float, default=600)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.load",
+        description=(__doc__ or "").split("\n")[0],
+        epilog="example:\n  python -m tools.load --chats 250 --concurrency 8   (after: make run)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--chats", type=_positive, default=300, help="conversations to post (default 300)")
+    parser.add_argument("--concurrency", type=_positive, default=32, help="parallel connections (default 32)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to post and drain (default 600)")
     parser.add_argument("--seed", type=int, help="the plan's seed (default: a new one each run)")
     args = parser.parse_args(argv)
+    return cli.run(lambda: _load(args))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _load(args: argparse.Namespace) -> int:
+    from tools import cli
+    from tools.running import running_outputs
+
     outputs = running_outputs()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(
-        f"posting about {args.chats * 11} webhooks for {args.chats} chats, c={args.concurrency}, seed {seed}"
+        f"posting about {args.chats * 11} webhooks for {args.chats} chats, c={args.concurrency}, seed {seed}",
+        flush=True,
     )
-    r = measure(outputs, args.chats, args.concurrency, seed=seed, timeout_s=args.timeout)
+    r = measure(outputs, args.chats, args.concurrency, seed=seed, timeout_s=args.timeout, show_progress=True)
     print(
         f"posted {r['webhooks']} ({r['unique']} unique) in {r['post_seconds']} s "
         f"({r['accepted_per_s']}/s accepted): statuses {r['statuses']}"
@@ -308,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end to end: {r['end_to_end_per_s']} webhooks/s")
     for problem in r["problems"]:
         print("  " + problem)
-    return 1 if r["problems"] or any(int(s) >= 500 for s in r["statuses"]) else 0
+    failed = r["problems"] or any(int(s) >= 500 for s in r["statuses"])
+    return cli.NOT_ALL_DONE if failed else cli.DONE
 
 
 if __name__ == "__main__":

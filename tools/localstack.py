@@ -68,6 +68,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> tuple[Setting
             latency_since=RECEIVED_AT,
             port_variables=("EBBOT_LOCAL_WEBHOOK_PORT", "EBBOT_LOCAL_AWS_PORT"),
             worker_environment=WORKER_ENVIRONMENT,
+            # Speed matters where this stack runs (make run, demo, bench): moto's speed patches,
+            # all unless MOTOSTACK_SPEEDUPS chooses (docs/moto-upstream.md); tests use stock moto.
+            speedups=env.get("MOTOSTACK_SPEEDUPS", "all"),
         )
     except ValueError as exc:
         raise LocalStackError(f"bad EBBOT_LOCAL_* setting: {exc}") from None

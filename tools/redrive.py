@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from shared.storage.bucket import SPILL_PREFIX, SPILLED_BODY_FIELD
 from shared.storage.bus import BusPublisher, BusUnavailableError
 from shared.storage.claim_check import ClaimCheckGoneError, check_in_again, renew
+from tools.cli import progress
 
 
 class Deliverer(Protocol):
@@ -136,20 +137,20 @@ def redrive_spill(s3: Any, bucket: str, publisher: BusPublisher, *, dry_run: boo
     """Every object under spill/ back onto the bus, each on its own: one that cannot go is kept and
     said, and the others still go."""
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=SPILL_PREFIX):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if dry_run:
-                report.spilled += 1
-                continue
-            try:
-                _redrive_spilled(s3, bucket, key, publisher)
-            except Kept as kept:
-                report.keep(f"s3://{bucket}/{key}", kept.reason, expired=kept.expired)
-            except Exception as exc:  # any other failure stops this item only
-                report.keep(f"s3://{bucket}/{key}", f"{type(exc).__name__}")
-            else:
-                report.spilled += 1
+    pages = paginator.paginate(Bucket=bucket, Prefix=SPILL_PREFIX)
+    for obj in progress((o for page in pages for o in page.get("Contents", [])), "spill/"):
+        key = obj["Key"]
+        if dry_run:
+            report.spilled += 1
+            continue
+        try:
+            _redrive_spilled(s3, bucket, key, publisher)
+        except Kept as kept:
+            report.keep(f"s3://{bucket}/{key}", kept.reason, expired=kept.expired)
+        except Exception as exc:  # any other failure stops this item only
+            report.keep(f"s3://{bucket}/{key}", f"{type(exc).__name__}")
+        else:
+            report.spilled += 1
 
 
 def _redrive_spilled(s3: Any, bucket: str, key: str, publisher: BusPublisher) -> None:
@@ -211,7 +212,7 @@ def redrive_queue(
         return
     kept: list[str] = []
     try:
-        for message in _drain(sqs, url, wait_s):
+        for message in progress(_drain(sqs, url, wait_s), kind):
             try:
                 _redrive_message(s3, message, deliverer)
             except Kept as exc:
@@ -275,11 +276,11 @@ def redrive(
 
 
 def main(args: argparse.Namespace) -> int:
+    """The `redrive` command: exit 0 when everything went, 1 when something was kept (tools/cli.py)."""
     import boto3
 
-    if args.local == bool(args.stack):
-        print("error: say --local (the running local stack) or --stack NAME (a deployed stack)")
-        return 2
+    from tools.cli import DONE, NOT_ALL_DONE
+
     deliverer: Deliverer
     if args.local:
         from tools.running import aws_client, running_outputs, state_dir
@@ -289,11 +290,11 @@ def main(args: argparse.Namespace) -> int:
         s3, sqs, events = aws_client(outputs, "s3"), aws_client(outputs, "sqs"), aws_client(outputs, "events")
         deliverer = LocalDeliverer(routes)
     else:
-        cloudformation = boto3.client("cloudformation")
-        stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]
+        session = boto3.session.Session(region_name=args.region)
+        stack = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        s3, sqs, events = boto3.client("s3"), boto3.client("sqs"), boto3.client("events")
-        deliverer = LambdaDeliverer(boto3.client("lambda"))
+        s3, sqs, events = session.client("s3"), session.client("sqs"), session.client("events")
+        deliverer = LambdaDeliverer(session.client("lambda"))
     report = redrive(
         s3=s3,
         sqs=sqs,
@@ -307,4 +308,4 @@ def main(args: argparse.Namespace) -> int:
         wait_s=0 if args.local else args.wait,
     )
     print(("(dry run: nothing delivered)\n" if args.dry_run else "") + str(report))
-    return 1 if report.errors else 0
+    return NOT_ALL_DONE if report.errors else DONE

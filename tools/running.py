@@ -11,13 +11,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tools.cli import CommandError
 from tools.template import ROOT
 
 WEBHOOKS = ROOT / "events" / "webhooks"
-
-
-class CommandError(Exception):
-    """A message for the user and a non-zero exit."""
 
 
 # --- the running stack -------------------------------------------------------------------------------
@@ -108,8 +105,9 @@ def wait_until_drained(outputs: dict[str, Any], timeout_s: float = 60) -> None:
     raise CommandError(f"events still waiting after {timeout_s:.0f} s")
 
 
-def stored_summary(outputs: dict[str, Any]) -> str:
-    """Chats with their status and counts, and the transcripts in the bucket."""
+def stored(outputs: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+    """What the stack holds: a row per chat (id, status, handled by, messages, of which known only
+    from the transcript, scenario runs), and the transcripts' keys."""
     from boto3.dynamodb.types import TypeDeserializer
 
     ddb, s3 = aws_client(outputs, "dynamodb"), aws_client(outputs, "s3")
@@ -123,25 +121,30 @@ def stored_summary(outputs: dict[str, Any]) -> str:
             if kind == "CHAT":
                 chat["status"] = item.get("status", "-")
                 chat["handledBy"] = item.get("handledBy", "-")
-                chat["transcript"] = item.get("transcriptKey")
             elif kind == "MSG":
                 chat["messages"] += 1
                 chat["lost"] += "sources" not in item
             elif kind == "RUN":
                 chat["runs"] += 1
-    lines = [f"{len(chats)} chat(s) in table {outputs['TableName']}:"]
-    for chat_id, c in sorted(chats.items()):
-        lines.append(
-            f"  {chat_id}  status={c['status']} handled_by={c.get('handledBy', '-')} "
-            f"messages={c['messages']} "
-            f"(from transcript only: {c['lost']}) scenario_runs={c['runs']}"
-        )
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket=outputs["DataBucketName"], Prefix="transcripts/").get(
-            "Contents", []
-        )
+    rows = [
+        [chat_id, c["status"], c.get("handledBy", "-"), str(c["messages"]), str(c["lost"]), str(c["runs"])]
+        for chat_id, c in sorted(chats.items())
     ]
-    lines.append(f"{len(keys)} transcript(s) in s3://{outputs['DataBucketName']}/:")
-    lines.extend(f"  {key}" for key in keys)
-    return "\n".join(lines)
+    listing = s3.list_objects_v2(Bucket=outputs["DataBucketName"], Prefix="transcripts/").get("Contents", [])
+    return rows, [o["Key"] for o in listing]
+
+
+STORED_COLUMNS = ["chat", "status", "handled by", "messages", "from transcript only", "scenario runs"]
+
+
+def show_stored(outputs: dict[str, Any]) -> None:
+    """What the stack holds, as tables for a person to read."""
+    from tools.cli import table
+
+    rows, transcripts = stored(outputs)
+    table(f"{len(rows)} chat(s) in table {outputs['TableName']}", STORED_COLUMNS, rows)
+    table(
+        f"{len(transcripts)} transcript(s) in s3://{outputs['DataBucketName']}/",
+        ["key"],
+        [[k] for k in transcripts],
+    )

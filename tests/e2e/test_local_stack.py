@@ -184,21 +184,25 @@ def test_invoke_runs_a_template_function_with_an_event_file(posted: dict[str, An
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["written"] is False  # already stored by the pipeline: idempotent
     unknown = _cli(posted, "invoke", "NoSuchFunction", "-e", "events/eventbridge/chat.create.json")
-    assert unknown.returncode == 1
-    assert "no function 'NoSuchFunction'" in unknown.stderr
+    assert unknown.returncode == 2  # a user error (tools/cli.py)
+    assert unknown.stderr.startswith("error: no function 'NoSuchFunction'")
 
 
 def test_send_and_show_against_the_running_stack(posted: dict[str, Any]) -> None:
     result = _cli(posted, "show")
     assert result.returncode == 0, result.stderr
-    assert f"{CHAT}  status=chat_closed" in result.stdout
+    # Into a pipe: plain columns, one line per chat, never cut (rich would fold them at 80 columns)
+    (row,) = [line.split() for line in result.stdout.splitlines() if line.split()[:1] == [CHAT]]
+    assert row[1] == "chat_closed"
+    assert any(line.strip().endswith(f"{CHAT}.json") for line in result.stdout.splitlines())  # its transcript
 
 
 def test_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:
     env = {**os.environ, "EBBOT_LOCAL_DIR": str(tmp_path)}
     result = _run(env, "send")
-    assert result.returncode == 1
-    assert "the local stack is not running" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: the local stack is not running")
+    assert "Traceback" not in result.stderr
 
 
 def test_port_in_use_is_a_clear_error(local_stack: dict[str, Any], tmp_path: Path) -> None:

@@ -3,7 +3,11 @@ invocation over Lambda's Invoke API, and the rule target's retry policy and DLQ 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -17,7 +21,7 @@ from moto import mock_aws
 
 from motostack.deploy import Clients, deploy
 from motostack.lambda_targets import Forwarder, Routes, delivered_event, is_lambda_arn
-from motostack.launcher import free_port
+from motostack.launcher import PARENT_VARIABLE, _die_with_parent, free_port
 from motostack.runtime import AsyncInvoker, EventQueue, serve_invoke
 from tests.conftest import ROOT, Invocations
 
@@ -295,3 +299,37 @@ def test_the_function_queue_runs_events_concurrently_and_counts_them() -> None:
     assert events.status() == {"queued": 1, "running": 2, "succeeded": 0, "failed": 0}
     release.set()
     wait_for(lambda: events.status()["succeeded"] == 3)
+
+
+def test_a_child_whose_launcher_died_during_the_fork_leaves(tmp_path: Path) -> None:
+    # The launcher can die between the fork and the child's PR_SET_PDEATHSIG: no signal then
+    # comes, so the child checks that its parent is still the launcher and leaves otherwise.
+
+    not_the_parent = os.getpid() + 1_000_000
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=functools.partial(_die_with_parent, not_the_parent),
+    )
+    assert child.wait(timeout=20) == 1
+    stays = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            stays.wait(timeout=1)
+    finally:
+        stays.kill()
+        stays.wait()
+
+
+def test_a_worker_whose_launcher_is_gone_before_the_stack_is_up_leaves(tmp_path: Path) -> None:
+    # A worker waits for the stack's state file; if its launcher died first, it must not wait on
+    # (its parent is then another process than the launcher named in its environment).
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "motostack.worker", str(tmp_path / "never-written.json"), "AnyFunction"],
+        cwd=ROOT,
+        env={**os.environ, PARENT_VARIABLE: str(os.getpid() + 1_000_000)},
+    )
+    assert worker.wait(timeout=30) == 0

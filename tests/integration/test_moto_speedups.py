@@ -1,8 +1,10 @@
-"""moto with the local stack's documented speedups (tools/local/moto_server.py; every test runs on
-them, tests/conftest.py) still answers DynamoDB as DynamoDB does, where the patches reach."""
+"""moto with motostack's speed patches (motostack/speedups.py, opt-in: the local stack's server
+applies them, the test suite runs on moto as it ships) answers as stock moto does: the same calls
+give the same answers both ways, and DynamoDB's behaviour holds where the patches reach."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from motostack.moto_server import apply_speedups
+from motostack import speedups
 
 NESTED = {
     "M": {
@@ -23,38 +25,41 @@ NESTED = {
 }
 
 
+def make_table() -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName="t",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "g", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for chat in ("a", "b", "c"):
+        for n in (3, 1, 2, 10):
+            client.put_item(
+                TableName="t",
+                Item={"pk": {"S": chat}, "sk": {"S": f"MSG#{n:02d}"}, "g": {"S": f"G{n % 2}"}},
+            )
+    return client
+
+
 @pytest.fixture
 def ddb() -> Iterator[Any]:
-    apply_speedups()  # idempotent: applied once already by conftest
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-                {"AttributeName": "g", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "gsi1",
-                    "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        for chat in ("a", "b", "c"):
-            for n in (3, 1, 2, 10):
-                client.put_item(
-                    TableName="t",
-                    Item={"pk": {"S": chat}, "sk": {"S": f"MSG#{n:02d}"}, "g": {"S": f"G{n % 2}"}},
-                )
-        yield client
+    with speedups.applied(), mock_aws():
+        yield make_table()
 
 
 def _sks(response: dict[str, Any]) -> list[str]:
@@ -164,3 +169,115 @@ def test_updates_stay_right_after_the_expression_memo_fills(ddb: Any) -> None:
     assert item["v0"] == {"S": "value 0"}  # kept by if_not_exists on the two later uses
     assert item["v1099"] == {"S": "value 1099"}
     assert len(item) == 2 + 1 + 1100 - 2  # key, n, one v<n> per distinct expression
+
+
+# --- the same calls, stock and patched ----------------------------------------------------------------
+
+
+def _without_metadata(response: Any) -> Any:
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
+def _scenario() -> list[Any]:
+    """Calls every patch reaches, and their answers: DynamoDB writes, updates (new items, merges,
+    failures), queries of a partition and of an index; EventBridge delivering to SQS through an
+    input transformer (JSONPath); SQS receives."""
+    answers: list[Any] = []
+    ddb = make_table()
+    key = {"pk": {"S": "b"}, "sk": {"S": "MSG#02"}}
+    values = {":v": {"S": "x"}, ":doc": NESTED, ":src": {"SS": ["s"]}}
+    # In turn: each update sees what the one before wrote.
+    for expression in (
+        "SET v = if_not_exists(v, :v), doc = :doc ADD src :src",
+        "SET v = :v, d2 = :doc ADD src :src",
+    ):
+        update = ddb.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+        )
+        answers += [_without_metadata(update)]
+    try:
+        ddb.update_item(
+            TableName="t",
+            Key={"pk": {"S": "n"}, "sk": {"S": "n"}},
+            UpdateExpression="SET pk = :v",
+            ExpressionAttributeValues={":v": {"S": "1"}},
+        )
+    except ClientError as exc:
+        answers.append(exc.response["Error"])
+    answers.append(ddb.get_item(TableName="t", Key={"pk": {"S": "n"}, "sk": {"S": "n"}}).get("Item"))
+    for extra in ({}, {"ScanIndexForward": False}, {"Limit": 2}):
+        answers.append(
+            _without_metadata(
+                ddb.query(
+                    TableName="t",
+                    KeyConditionExpression="pk = :p",
+                    ExpressionAttributeValues={":p": {"S": "b"}},
+                    **extra,
+                )
+            )
+        )
+    answers.append(
+        sorted(
+            str(i)
+            for i in ddb.query(
+                TableName="t",
+                IndexName="gsi1",
+                KeyConditionExpression="g = :g",
+                ExpressionAttributeValues={":g": {"S": "G1"}},
+            )["Items"]
+        )
+    )
+    events, sqs = (
+        boto3.client("events", region_name="us-east-1"),
+        boto3.client("sqs", region_name="us-east-1"),
+    )
+    url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "600"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="r", EventPattern='{"source": ["s"]}')
+    events.put_targets(
+        Rule="r",
+        Targets=[
+            {
+                "Id": "t",
+                "Arn": arn,
+                "InputTransformer": {
+                    "InputPathsMap": {"c": "$.detail.chat"},
+                    "InputTemplate": '{"chat": "<c>"}',
+                },
+            }
+        ],
+    )
+    for n in range(3):
+        events.put_events(
+            Entries=[{"Source": "s", "DetailType": "d", "Detail": json.dumps({"chat": f"c{n}"})}]
+        )
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    answers.append(sorted(m["Body"] for m in received))
+    return answers
+
+
+def test_patched_moto_answers_as_stock_moto_does() -> None:
+    with mock_aws():
+        stock = _scenario()
+    with speedups.applied() as chosen, mock_aws():
+        patched = _scenario()
+    assert set(chosen) == set(speedups.NAMES)
+    assert patched == stock
+    assert stock[-1] == ['{"chat": "c0"}', '{"chat": "c1"}', '{"chat": "c2"}']
+
+
+def test_the_patches_come_off_again() -> None:
+    import jsonpath_ng.ext
+    from moto.dynamodb.models.table import Table
+
+    query, parse = Table.query, jsonpath_ng.ext.parse
+    with speedups.applied():
+        assert Table.query is not query
+        assert jsonpath_ng.ext.parse is not parse
+    assert (Table.query, jsonpath_ng.ext.parse) == (query, parse)
+    with pytest.raises(ValueError, match="no speed patch"):
+        speedups.choose("all,-nonsense,fast")

@@ -136,7 +136,7 @@ def test_stack_is_created_and_moto_skips_exactly_the_known_types(
     clients, deployment, skipped = rehearsal
     status = clients.cloudformation.describe_stacks(StackName="rehearsal")["Stacks"][0]["StackStatus"]
     assert status == "CREATE_COMPLETE"
-    # If this fails after a moto upgrade, revisit tools/stack.py: it creates what moto skips.
+    # If this fails after a moto upgrade, revisit motostack/deploy.py: it creates what moto skips.
     assert skipped == set(SKIPPED_BY_MOTO)
     assert set(deployment.left_out) == {
         "ApiServerErrorsAlarm",  # it names the HTTP API's id

@@ -13,8 +13,13 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 # Where each import root lives: functions/ is on the path as Lambda puts it there, the root for
-# tools/ and bench/.
-SOURCE_ROOTS = {ROOT / "functions": "", ROOT / "tools": "tools.", ROOT / "bench": "bench."}
+# motostack/, tools/ and bench/.
+SOURCE_ROOTS = {
+    ROOT / "functions": "",
+    ROOT / "motostack": "motostack.",
+    ROOT / "tools": "tools.",
+    ROOT / "bench": "bench.",
+}
 # functions/shared/, bottom up: a layer imports only from itself and the layers below it.
 SHARED_LAYERS = ("shared.contract", "shared.storage", "shared.runtime")
 
@@ -110,6 +115,7 @@ def test_the_graph_sees_the_projects_imports() -> None:
     assert "shared.contract.models" in graph["shared.storage.chat_state"]
     assert "shared.runtime.consumer" in graph["chats.app"]
     assert "tools.running" in graph["tools.redrive"]  # an import inside a function
+    assert "motostack.launcher" in graph["tools.localstack"]
 
 
 def test_no_import_cycle_among_the_projects_modules() -> None:
@@ -128,3 +134,22 @@ def test_the_layers_of_shared_import_only_downwards() -> None:
                     if i not in allowed and not i.startswith(tuple(a + "." for a in allowed))
                 }
                 assert wrong == set(), f"{module} imports from above its layer: {sorted(wrong)}"
+
+
+def test_the_three_parts_stand_apart() -> None:
+    """The product (functions/), the local engine (motostack/) and the operator's command line
+    (tools/): the product imports neither of the others, and the engine nothing of the project."""
+    graph = import_graph()
+    for module, imports in graph.items():
+        if module.startswith("motostack"):
+            assert {i for i in imports if not i.startswith("motostack")} == set(), module
+        elif not module.startswith(("tools", "bench")):
+            assert {i for i in imports if i.startswith(("motostack", "tools", "bench"))} == set(), module
+
+
+def test_the_local_engine_knows_nothing_of_this_project() -> None:
+    # Its settings come in (motostack.launcher.Settings); no name of the project's is in its files.
+    for path in sorted((ROOT / "motostack").rglob("*.py")):
+        text = path.read_text().lower()
+        for word in ("ebbot", "webhook", "token", "chat"):
+            assert word not in text, f"{path.relative_to(ROOT)} mentions {word!r}"
