@@ -74,16 +74,11 @@ def query_in_a_large_table(items: int = 5000, repeat: int = 200) -> dict[str, fl
 
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
+        keys = {"pk": "HASH", "sk": "RANGE"}
         ddb.create_table(
             TableName="t",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
+            KeySchema=[{"AttributeName": k, "KeyType": kind} for k, kind in keys.items()],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
             BillingMode="PAY_PER_REQUEST",
         )
         for i in range(items):

@@ -1,1 +1,1 @@
-"""The project's command line: sample events, the Docker-free local stack and operator commands."""
+"""The operator's command line (ebbot-webhooks, or python -m tools) and the project's layer over motostack."""

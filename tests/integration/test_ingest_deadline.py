@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -80,6 +80,20 @@ def hang(monkeypatch: pytest.MonkeyPatch, endpoint: HungEndpoint, service: str) 
     monkeypatch.setenv(ENDPOINT_VARIABLE[service], endpoint.url)
 
 
+@pytest.fixture
+def hung(hung_endpoint: HungEndpoint, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Points one AWS service of the function (events, s3, secretsmanager) at a socket that accepts
+    and never answers."""
+    return lambda service: hang(monkeypatch, hung_endpoint, service)
+
+
+def refused_in_time(answer: dict[str, Any], took: float) -> str:
+    """The error code of a 503 answered within the deadline."""
+    assert answer["statusCode"] == 503
+    assert took < ANSWER_WITHIN_S
+    return str(json.loads(answer["body"])["error"]["code"])
+
+
 def big_close(messages: int) -> bytes:
     body = json.loads(sample_bytes("chat.close"))
     template = body["data"]["conversation"][3]
@@ -118,15 +132,10 @@ def test_a_shorter_timeout_shortens_the_budget(
 
 
 def test_a_hung_secret_store_at_a_cold_start_is_503_and_nothing_is_kept(
-    stack: IngestStack,
-    hung_endpoint: HungEndpoint,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    stack: IngestStack, hung: Callable[[str], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hang(monkeypatch, hung_endpoint, "secretsmanager")
-    answer, took = invoke(sample_bytes("chat.create"))
-    assert (answer["statusCode"], json.loads(answer["body"])["error"]["code"]) == (503, "auth_unavailable")
-    assert took < ANSWER_WITHIN_S
+    hung("secretsmanager")
+    assert refused_in_time(*invoke(sample_bytes("chat.create"))) == "auth_unavailable"
     assert stack.snapshot() == {"objects": {}, "events": []}
     names = metric_names(capsys.readouterr().out)
     assert {"AuthUnavailable", "WebhooksLost"} <= names
@@ -168,17 +177,12 @@ def test_a_hung_s3_during_a_claim_check_sends_the_body_inline_when_it_fits(
 
 
 def test_a_hung_s3_during_a_claim_check_of_a_body_over_1mb_is_503_and_counted(
-    stack: IngestStack,
-    hung_endpoint: HungEndpoint,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    stack: IngestStack, hung: Callable[[str], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hang(monkeypatch, hung_endpoint, "s3")
+    hung("s3")
     raw = big_close(6000)
     assert len(raw) > 1_100_000
-    answer, took = invoke(raw)
-    assert (answer["statusCode"], json.loads(answer["body"])["error"]["code"]) == (503, "storage_unavailable")
-    assert took < ANSWER_WITHIN_S
+    assert refused_in_time(*invoke(raw)) == "storage_unavailable"
     assert stack.captured() == []
     names = metric_names(capsys.readouterr().out)
     assert {"ClaimCheckFailed", "WebhooksLost"} <= names
