@@ -19,10 +19,13 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,30 @@ SKIPPED_BY_MOTO = frozenset(
         "AWS::Logs::MetricFilter",
     }
 )
+
+
+class _SkippedTypeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.msg == "No Moto CloudFormation support for %s"
+            and isinstance(record.args, tuple)
+            and record.args[:1] in {(t,) for t in SKIPPED_BY_MOTO}
+        )
+
+
+def quiet_about_skipped_types() -> None:
+    """moto warns and logs once for each resource of a type its CloudFormation skips. The types
+    of SKIPPED_BY_MOTO are filled in here, so for them that is noise; any other type still warns.
+    For this process (moto's own, or one that runs moto in process)."""
+    for kind in SKIPPED_BY_MOTO:
+        warnings.filterwarnings(
+            "ignore", message=f"Tried to parse {re.escape(kind)} but", category=UserWarning
+        )
+    moto_logger = logging.getLogger("moto")
+    if not any(isinstance(f, _SkippedTypeFilter) for f in moto_logger.filters):
+        moto_logger.addFilter(_SkippedTypeFilter())
+
+
 # Types that make moto's create_stack fail: left out, with everything that refers to them.
 REMOVED_FOR_MOTO = frozenset(
     {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Route"}
@@ -221,6 +248,7 @@ def deploy(
     """Create the translated template `cfn` in moto through `clients` (an object with boto3 clients
     as attributes). `secret_values` gives the generated string of a secret by its logical id."""
     moto_cfn, left_out = for_moto(cfn)
+    quiet_about_skipped_types()  # when moto runs in this process
     s3 = clients.s3
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     for key in _s3_uris(moto_cfn):

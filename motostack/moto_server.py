@@ -103,7 +103,10 @@ def main(argv: list[str]) -> None:
 
     signal.signal(signal.SIGTERM, leave)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth": moto is serial
+    from motostack.deploy import quiet_about_skipped_types
     from motostack.lambda_targets import forwarder_from_env, patch_lambda_targets
+
+    quiet_about_skipped_types()
 
     forwarder = forwarder_from_env(dead_letter)
     dispatcher = DomainDispatcherApplication(werkzeug_app.create_backend_app)
