@@ -13,6 +13,11 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # CI sets CI=true: hypothesis then runs its derandomised "ci" profile (tests/conftest.py).
 
 
+# Universal (markers for every platform, hashes of every file of each release), so that one lock
+# serves Linux, macOS and Windows, and the build's arm64 wheels are among its hashes.
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.13 --generate-hashes \
+	--custom-compile-command "make lock" --quiet
+
 .PHONY: help setup run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
 
 help: ## list the targets
@@ -69,12 +74,12 @@ typecheck: $(VENV)/.installed ## mypy (strict, pydantic plugin)
 events: $(VENV)/.installed ## regenerate events/apigw from events/webhooks
 	$(PY) -m tools.events
 
-lock: ## re-pin requirements/dev.txt from pyproject.toml (needs the registry)
-	@PY313=$$(scripts/find-python313) && rm -rf .venv-lock && "$$PY313" -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet '.[dev]'
-	(echo "# Pinned dev + runtime environment for python3.13 (make lock regenerates it from pyproject.toml)."; \
-	 .venv-lock/bin/pip freeze --exclude ebbot-webhook-pipeline) > requirements/dev.txt
-	rm -rf .venv-lock
+lock: ## re-pin requirements/dev.txt and the layer's requirements from pyproject.toml, with hashes (needs the registry)
+	@# uv keeps the versions already pinned where pyproject.toml allows them (add --upgrade to move).
+	@test -x $(VENV)/bin/uv || { PY313=$$(scripts/find-python313) && "$$PY313" -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv; }
+	$(UV_COMPILE) --extra dev -o requirements/dev.txt
+	@# The layer: the runtime dependencies' closure, at the lock's versions and with its hashes.
+	$(UV_COMPILE) --constraint requirements/dev.txt -o layers/dependencies/requirements.txt
 
 sam-build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build (python3.13, arm64, no container), then bytecode
 	PATH="$$(dirname $$(scripts/find-python313)):$$PATH" $(SAM) build

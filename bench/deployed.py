@@ -5,7 +5,7 @@ has bytecode, and Lambda's code directories are read-only, so every cold start c
 module it imports from them. The venv this benchmark runs in has bytecode for its libraries
 (pip compiles on install), which hides that cost. `build_tree` makes a tree of symlinks to the
 same sources (functions/, and the files of every distribution the layer installs, found from
-layers/dependencies/requirements.txt and their requirements) with no bytecode, or with the
+layers/dependencies/requirements.txt, the closure `make lock` writes) with no bytecode, or with the
 bytecode `make sam-build` adds (tools.precompile). The runtime's own modules (the standard
 library, and the baseline's boto3 from the runtime) keep theirs, as Lambda's do.
 """
@@ -13,36 +13,21 @@ library, and the baseline's boto3 from the runtime) keep theirs, as Lambda's do.
 from __future__ import annotations
 
 import importlib.metadata
-import re
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from tools.requirements import LAYER_REQUIREMENTS, pins
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYER_REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
 
 
 def layer_distributions() -> list[importlib.metadata.Distribution]:
-    """The installed distributions the layer's requirements pull in, extras and markers applied."""
-    lines = [re.sub(r"#.*", "", line).strip() for line in LAYER_REQUIREMENTS.read_text().splitlines()]
-    todo = [Requirement(line) for line in lines if line]
-    extras: dict[str, set[str]] = {}
-    found: dict[str, importlib.metadata.Distribution] = {}
-    while todo:
-        requirement = todo.pop()
-        name = canonicalize_name(requirement.name)
-        wanted = set(requirement.extras)
-        if name in found and wanted <= extras[name]:
-            continue
-        extras[name] = extras.get(name, set()) | wanted
-        found[name] = distribution = importlib.metadata.distribution(requirement.name)
-        for spec in distribution.requires or []:
-            needed = Requirement(spec)
-            marker = needed.marker
-            if marker is None or any(marker.evaluate({"extra": e}) for e in extras[name] | {""}):
-                todo.append(needed)
-    return list(found.values())
+    """The installed distributions the layer installs: its requirements are the whole closure
+    (`make lock` writes it), those whose marker holds on Linux, where Lambda runs."""
+    return [
+        importlib.metadata.distribution(pin.name)
+        for pin in pins(LAYER_REQUIREMENTS).values()
+        if pin.applies({"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"})
+    ]
 
 
 def _link(source: Path, target: Path) -> None:

@@ -26,9 +26,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 from moto.cloudformation.parsing import resource_class_from_type
+from packaging.utils import canonicalize_name
 
 from motostack.deploy import REMOVED_FOR_MOTO, SKIPPED_BY_MOTO, Clients, Deployment, deploy
 from tools.localstack import translate
+from tools.requirements import LAYER_REQUIREMENTS, pins
 from tools.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +90,29 @@ def test_sam_build_makes_arm64_python313_artifacts(built: Path) -> None:
     assert cores, "the layer must hold pydantic-core built for python3.13 on aarch64"
     for function in ("IngestFunction", *CONSUMERS):
         assert (built / function / "shared" / "contract" / "models.py").exists(), function
+    # The layer holds exactly the lock's closure, at the lock's versions (layers/dependencies/Makefile)
+    stems = [d.name.removesuffix(".dist-info").rsplit("-", 1) for d in layer.glob("*.dist-info")]
+    installed = {canonicalize_name(name): version for name, version in stems}
+    assert installed == {name: pin.version for name, pin in pins(LAYER_REQUIREMENTS).items()}
+
+
+def test_the_layer_build_refuses_a_file_whose_hash_is_not_the_locks(tmp_path: Path) -> None:
+    # pip checks every file it installs into the layer against requirements.txt: a wrong hash stops
+    # the build (what the lock protects against: a file on the index that is not the one locked).
+    six = pins(LAYER_REQUIREMENTS)["six"]
+    (tmp_path / "Makefile").write_text((ROOT / "layers" / "dependencies" / "Makefile").read_text())
+    (tmp_path / "requirements.txt").write_text(f"six=={six.version} --hash=sha256:{'0' * 64}\n")
+    result = subprocess.run(
+        ["make", "build-DependenciesLayer", f"ARTIFACTS_DIR={tmp_path / 'out'}", f"PYTHON={python313()}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in result.stderr
+    assert not list((tmp_path / "out").glob("python/six*"))
 
 
 def _package(built: Path, s3: Any, out: Path) -> Path:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from tools.requirements import DEV_LOCK, LAYER_REQUIREMENTS, pins
 from tools.template import load_template, resources
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,10 +74,17 @@ def test_globals_runtime_architecture_tracing_and_no_event_logging(template: dic
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
 
 
-def test_layer_is_built_for_arm64_python313(template: dict[str, Any]) -> None:
+def test_layer_is_built_for_arm64_python313_from_the_hashes(template: dict[str, Any]) -> None:
     (layer,) = resources(template, "AWS::Serverless::LayerVersion").values()
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
-    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").exists()
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "requirements.txt").exists()
+    # SAM runs the target named build-<logical id> (rehearsed for real by test_rehearsal.py)
+    recipe = (content / "Makefile").read_text()
+    assert "build-DependenciesLayer:" in recipe
+    for flag in ("--require-hashes", "--only-binary=:all:", "--python-version 3.13", "manylinux2014_aarch64"):
+        assert flag in recipe
 
 
 def test_http_api_access_log_has_the_route_key_and_never_the_path_or_ip(template: dict[str, Any]) -> None:
@@ -233,18 +244,27 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert outputs["EventBusName"]["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-EventBusName"}
 
 
-def test_layer_pins_match_the_dev_environment() -> None:
-    def pins(path: Path) -> dict[str, str]:
-        out = {}
-        for line in path.read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if "==" in line:
-                name, version = line.split("==")
-                out[name.split("[")[0].lower().replace("_", "-")] = version
-        return out
+def test_the_layer_is_the_locks_runtime_closure() -> None:
+    # `make lock` generates the layer's requirements from the lock: the same versions, the same
+    # files (every hash of a layer pin is one of the lock's), and nothing the runtime does not need.
+    layer, lock = pins(LAYER_REQUIREMENTS), pins(DEV_LOCK)
+    assert {"aws-lambda-powertools", "pydantic", "pydantic-core", "boto3", "botocore"} <= set(layer)
+    for name, pin in layer.items():
+        assert name in lock, f"{name} is in the layer, not in the lock"
+        assert (pin.version, pin.hashes <= lock[name].hashes) == (lock[name].version, True), name
+        assert pin.hashes, f"{name} has no hash: pip's hash-checking mode would refuse the file"
+    assert not {"moto", "pytest", "ruff", "mypy", "uv"} & set(layer)
 
-    layer = pins(ROOT / "layers" / "dependencies" / "requirements.txt")
-    dev = pins(ROOT / "requirements" / "dev.txt")
-    assert layer
-    for name, version in layer.items():
-        assert dev.get(name) == version, f"{name}: layer {version}, dev {dev.get(name)}"
+
+def test_the_lock_satisfies_pyproject() -> None:
+    # An edit of pyproject.toml's dependencies without `make lock` fails here, offline.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lock, layer = pins(DEV_LOCK), pins(LAYER_REQUIREMENTS)
+    for spec in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"{name} (pyproject.toml) is not in requirements/dev.txt: run make lock"
+        assert requirement.specifier.contains(lock[name].version), f"{name}: {lock[name].version}"
+        assert all(pin.hashes for pin in lock.values())
+    for spec in project["dependencies"]:
+        assert canonicalize_name(Requirement(spec).name) in layer, spec
