@@ -18,7 +18,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.13 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
 
-.PHONY: help setup run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
+.PHONY: help setup hooks run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ $(SAM_VENV)/.installed: requirements/sam.in
 	@touch $@
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed ## create both venvs (project, SAM CLI)
+
+hooks: $(VENV)/.installed ## install the git hooks: ruff, ruff format and mypy before each commit (.pre-commit-config.yaml)
+	$(VENV)/bin/pre-commit install
 
 run: $(VENV)/.installed $(SAM_VENV)/.installed ## the main job: the whole pipeline on localhost, until Ctrl-C
 	$(PY) -m tools run

@@ -9,12 +9,13 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 T0 = time.perf_counter()
 
 # What each function calls on its first invocation, in order, per service. The baselines create the
 # same clients: the functions make their S3 client only when an event needs S3 (shared/runtime/clients.py).
-CALLS = {
+CALLS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
     "ingest": {
         "secretsmanager": [("get_secret_value", {"SecretString": json.dumps({"token": "b" * 32})})],
         "events": [("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})],
@@ -51,7 +52,7 @@ def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignor
     stubs = []
 
     def client(name: str, *args: object, **kwargs: object) -> object:
-        made = real(name, *args, region_name="us-east-1", **kwargs)  # type: ignore[call-overload]
+        made = real(name, *args, region_name="us-east-1", **kwargs)
         stub = Stubber(made)
         for operation, response in calls.get(name, []):
             stub.add_response(operation, response)
@@ -59,7 +60,7 @@ def stub_boto3(calls: dict[str, list[tuple[str, dict]]]) -> None:  # type: ignor
         stubs.append(stub)
         return made
 
-    boto3.client = client  # type: ignore[assignment]
+    boto3.client = client
 
 
 # `--traced`: tracing on, as deployed with Tracing=Active. The X-Ray SDK runs in its Lambda mode and

@@ -202,7 +202,7 @@ def warm() -> dict[str, Any]:
     bodies.update(
         {f"chat.close {n // 1024} KB": transcript_body(n) for n in (10 * 1024, 100 * 1024, 1000 * 1024)}
     )
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     stub, plain_stub, s3_stub = Stubber(events), Stubber(plain), Stubber(s3)
     stub.activate()
     plain_stub.activate()

@@ -42,8 +42,8 @@ def undo(keep: int = 0) -> None:
 def _memoise_jsonpath() -> None:
     import jsonpath_ng.ext
 
-    if not hasattr(jsonpath_ng.ext.parse, "cache_info"):  # type: ignore[attr-defined]
-        _set(jsonpath_ng.ext, "parse", functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse))  # type: ignore[attr-defined]
+    if not hasattr(jsonpath_ng.ext.parse, "cache_info"):
+        _set(jsonpath_ng.ext, "parse", functools.lru_cache(maxsize=512)(jsonpath_ng.ext.parse))
 
 
 def _module_list_once() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -87,11 +88,13 @@ def log_output() -> Iterator[io.StringIO]:
     from shared.runtime.observability import logger
 
     buffer = io.StringIO()
-    previous = logger.registered_handler.setStream(buffer)
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(buffer)
     try:
         yield buffer
     finally:
-        logger.registered_handler.setStream(previous)
+        handler.setStream(previous)
 
 
 def metric_lines_in(text: str) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ def resolve_env(template: str, env_file: str, region: str) -> dict[str, Any]:
     stacks, _ = SamLocalStackProvider.get_stacks(template, global_parameter_overrides={"AWS::Region": region})
     provider = SamFunctionProvider(stacks)
     runner = LocalLambdaRunner(
-        local_runtime=None,  # type: ignore[arg-type]  # the container runtime: not needed to resolve
+        local_runtime=None,  # the container runtime: not needed to resolve
         function_provider=provider,
         cwd=".",
         real_path=".",

@@ -45,7 +45,7 @@ def wait_for(condition: Any, timeout_s: float = 60) -> Any:
 
 def queue_messages(outputs: dict[str, Any], url_key: str) -> list[dict[str, Any]]:
     sqs = aws(outputs, "sqs")
-    messages = sqs.receive_message(
+    messages: list[dict[str, Any]] = sqs.receive_message(
         QueueUrl=outputs[url_key], MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
     ).get("Messages", [])
     return messages

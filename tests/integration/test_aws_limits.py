@@ -108,7 +108,7 @@ class World:
         self.store = Store(self.ddb, self.s3, table=TABLE, bucket=BUCKET, sleep=lambda _: None)
 
     def problems(self) -> list[str]:
-        found = []
+        found: list[str] = []
         for operation, params in self.requests.calls:
             found.extend(f"{operation}: {p}" for p in self._check(operation, params))
         self.requests.calls.clear()
@@ -162,7 +162,7 @@ def accepted(body: dict[str, Any]) -> BusDetail:
     raw = json.dumps(body, ensure_ascii=False).encode()
     document = parse_json(raw)
     metadata = build_metadata(parse_webhook(document), raw, received_ns=time.time_ns(), delivery_id="d")
-    return BusDetail(metadata=metadata, webhook=document)
+    return BusDetail.model_validate({"metadata": metadata, "webhook": document})
 
 
 @st.composite

@@ -485,7 +485,7 @@ def test_a_race_on_the_chat_item_is_retried_until_it_merges(env: Env) -> None:
     deliver(env, "chat.create")
     store = env.store()
     real_get = store.get_chat
-    raced = []
+    raced: list[bool] = []
 
     def get_then_race(chat_id: str) -> Any:
         result = real_get(chat_id)

@@ -70,7 +70,7 @@ def webhook(topic: str, chat: str, at_ms: int, data: dict[str, Any]) -> dict[str
 def to_detail(body: dict[str, Any]) -> BusDetail:
     raw = json.dumps(body).encode()
     metadata = build_metadata(parse_webhook(body), raw, received_ns=time.time_ns(), delivery_id="d")
-    return BusDetail(metadata=metadata, webhook=body)
+    return BusDetail.model_validate({"metadata": metadata, "webhook": body})
 
 
 messages_strategy = st.lists(

@@ -25,7 +25,7 @@ import pytest
 from moto import mock_aws
 
 from motostack.deploy import Clients, Deployment, deploy
-from shared.storage.claim_check import S3_NOT_FOUND
+from shared.storage.bucket import S3_NOT_FOUND
 from tests.conftest import ROOT, TOPICS, Invocations, sample_bytes
 from tests.lambda_context import FakeLambdaContext
 
@@ -167,8 +167,8 @@ def stack(translated_template: dict[str, Any], lambda_invocations: Invocations) 
         deployment = deploy(own, cfn=translated_template, secret_values={"TokenSecret": TOKEN})
         calls = Calls()
         boto3.setup_default_session(region_name=REGION)
-        boto3.DEFAULT_SESSION.events.register("before-parameter-build", calls)  # type: ignore[union-attr]
-        boto3.DEFAULT_SESSION.events.register("after-call", calls.after)  # type: ignore[union-attr]
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", calls)
+        boto3.DEFAULT_SESSION.events.register("after-call", calls.after)
         try:
             yield Stack(deployment, calls, own)
         finally:

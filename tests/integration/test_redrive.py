@@ -308,7 +308,7 @@ def test_each_item_is_delivered_or_kept_on_its_own(world: World) -> None:
     ]:
         sqs.send_message(QueueUrl=failed_url, MessageBody=body)
     # AND in spill/: a truncated object, one the bus refuses as a whole (its bus is gone), a good one
-    good_spill = {
+    good_spill: dict[str, Any] = {
         "entry": {
             "Source": "ebbot.webhooks",
             "DetailType": "chat.user.message",

@@ -33,7 +33,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _statements(cfn: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for name, role in _resources(cfn, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             out.extend((name, st) for st in _as_list(policy["PolicyDocument"]["Statement"]))

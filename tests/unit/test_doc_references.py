@@ -43,7 +43,7 @@ def headings(document: Path) -> list[str]:
 
 
 def references() -> list[tuple[str, str, str | None]]:
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for path in tracked_text_files():
         text = path.read_text(errors="replace")
         where = str(path.relative_to(ROOT))

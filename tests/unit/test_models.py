@@ -284,11 +284,12 @@ def test_what_the_instant_shortcut_accepts_is_an_instant(text: str) -> None:
 def _instant_outcome(value: Any) -> tuple[bool, list[tuple[str, str, str]]]:
     """(accepted, problems) for `value` as a message timestamp, in a message webhook and in a
     transcript (the same type is checked in both)."""
-    outcomes = []
-    for topic, path in (
+    outcomes: list[tuple[bool, list[tuple[str, str, str]]]] = []
+    paths: list[tuple[str, list[str | int]]] = [
         ("chat.user.message", ["data", "timestamp"]),
         ("chat.close", ["data", "conversation", 2, "timestamp"]),
-    ):
+    ]
+    for topic, path in paths:
         try:
             parse_webhook(_with(topic, path, value))
             outcomes.append((True, []))
