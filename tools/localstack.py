@@ -102,7 +102,7 @@ def banner(stack: LocalStack) -> str:
         f"  Table           {o.get('TableName')}",
         f"  Bucket          {o.get('DataBucketName')}",
         f"  Outputs         {s.state_dir / 'outputs.json'}    Logs: {s.state_dir / 'logs'}/",
-        f'  sam local       --env-vars {s.state_dir / "env.json"}   (README, "Run one function")',
+        f'  sam local       --env-vars {s.state_dir / "env.json"}   (docs/local.md, "Run one function")',
         "",
         "Try:",
         f"  curl -s -X POST {o['WebhookUrl']} -H 'content-type: application/json' \\",
