@@ -15,7 +15,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 # Universal (markers for every platform, hashes of every file of each release), so that one lock
 # serves Linux, macOS and Windows, and the build's arm64 wheels are among its hashes.
-UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.13 --generate-hashes \
+UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.13 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
 
 .PHONY: help setup hooks run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
@@ -32,9 +32,9 @@ $(VENV)/.installed: requirements/dev.txt pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-$(SAM_VENV)/.installed: requirements/sam.in
+$(SAM_VENV)/.installed: requirements/sam.txt
 	@PY313=$$(scripts/find-python313) && "$$PY313" -m venv --clear $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.in
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	@touch $@
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed ## create both venvs (project, SAM CLI)
@@ -80,9 +80,11 @@ events: $(VENV)/.installed ## regenerate events/apigw from events/webhooks
 lock: ## re-pin requirements/dev.txt and the layer's requirements from pyproject.toml, with hashes (needs the registry)
 	@# uv keeps the versions already pinned where pyproject.toml allows them (add --upgrade to move).
 	@test -x $(VENV)/bin/uv || { PY313=$$(scripts/find-python313) && "$$PY313" -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv; }
-	$(UV_COMPILE) --extra dev -o requirements/dev.txt
+	$(UV_COMPILE) pyproject.toml --extra dev -o requirements/dev.txt
 	@# The layer: the runtime dependencies' closure, at the lock's versions and with its hashes.
-	$(UV_COMPILE) --constraint requirements/dev.txt -o layers/dependencies/requirements.txt
+	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.txt -o layers/dependencies/requirements.txt
+	@# The SAM CLI's venv: its own closure (it pins boto3 and pydantic apart from ours), hashed too.
+	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
 
 sam-build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build (python3.13, arm64, no container), then bytecode
 	PATH="$$(dirname $$(scripts/find-python313)):$$PATH" $(SAM) build
