@@ -274,10 +274,12 @@ def test_the_sam_cli_venv_is_locked_as_its_input_asks() -> None:
     # requirements/sam.in names the SAM CLI and the linters; sam.txt (make lock) pins their whole
     # closure with hashes, and an edit of sam.in without `make lock` fails here.
     locked = pins(ROOT / "requirements" / "sam.txt")
-    asked = [line for line in (ROOT / "requirements" / "sam.in").read_text().splitlines() if line[:1].isalnum()]
+    lines = (ROOT / "requirements" / "sam.in").read_text().splitlines()
+    asked = [line for line in lines if line[:1].isalnum()]
     assert asked
     for spec in asked:
         requirement = Requirement(spec)
         name = canonicalize_name(requirement.name)
-        assert name in locked and requirement.specifier.contains(locked[name].version), spec
+        assert name in locked, spec
+        assert requirement.specifier.contains(locked[name].version), spec
     assert all(pin.hashes for pin in locked.values())
