@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 VENV     := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY       := $(VENV)/bin/python
 SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
@@ -18,7 +19,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.13 --generate-hashes \
 	--custom-compile-command "make lock" --quiet
 
-.PHONY: help setup hooks run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
+.PHONY: help setup hooks scan run demo send load test lint fmt typecheck events lock bench bench-moto clean sam-build deploy
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,7 +38,12 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/sam.txt
 	@touch $@
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed ## create both venvs (project, SAM CLI)
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	@PY313=$$(scripts/find-python313) && "$$PY313" -m venv --clear $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
+	@touch $@
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## create the venvs (project, SAM CLI, checkov)
 
 hooks: $(VENV)/.installed ## install the git hooks: ruff, ruff format and mypy before each commit (.pre-commit-config.yaml)
 	$(VENV)/bin/pre-commit install
@@ -54,14 +60,18 @@ send: $(VENV)/.installed ## post every sample to the running local stack and sho
 load: $(VENV)/.installed ## several thousand generated webhooks against the running local stack (make run)
 	$(PY) -m tools.load --chats $${CHATS:-400} --concurrency $${CONCURRENCY:-32}
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed ## lint, type-check and run every test
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## lint, type-check, scan the template and run every test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m tools.events --check
 	$(SAM_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml examples/low-rating-alert/template.yaml
 	$(SAM) validate --lint --template-file template.yaml
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
 	$(PY) -m pytest
+
+scan: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (each waiver is next to its resource, with its reason)
+	$(CHECKOV_VENV)/bin/checkov --skip-download --compact --framework cloudformation -f template.yaml
 
 lint: $(VENV)/.installed ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -85,6 +95,7 @@ lock: ## re-pin requirements/dev.txt and the layer's requirements from pyproject
 	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.txt -o layers/dependencies/requirements.txt
 	@# The SAM CLI's venv: its own closure (it pins boto3 and pydantic apart from ours), hashed too.
 	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
+	$(UV_COMPILE) requirements/checkov.in -o requirements/checkov.txt
 
 sam-build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build (python3.13, arm64, no container), then bytecode
 	PATH="$$(dirname $$(scripts/find-python313)):$$PATH" $(SAM) build
@@ -103,4 +114,4 @@ bench-moto: $(VENV)/.installed $(SAM_VENV)/.installed ## what each of moto's spe
 	$(PY) bench/speedups.py
 
 clean: ## remove venvs, build output and local state
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -44,6 +44,7 @@ SKIPPED_BY_MOTO = frozenset(
         "AWS::SQS::QueuePolicy",
         "AWS::S3::BucketPolicy",
         "AWS::Logs::MetricFilter",
+        "AWS::Logs::QueryDefinition",
     }
 )
 

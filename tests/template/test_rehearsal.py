@@ -169,6 +169,7 @@ def test_stack_is_created_and_moto_skips_exactly_the_known_types(
     assert skipped == set(SKIPPED_BY_MOTO)
     assert set(deployment.left_out) == {
         "ApiServerErrorsAlarm",  # it names the HTTP API's id
+        "Dashboard",  # so does it
         "HttpApi",
         "HttpApiApiGatewayDefaultStage",
         "IngestFunctionBearerHeaderPermission",

@@ -88,8 +88,19 @@ def test_storage_is_encrypted_retained_and_recoverable() -> None:
     for name, queue in _resources(cfn, "AWS::SQS::Queue").items():
         # SQS-managed keys: EventBridge cannot write to a queue under a customer key without a grant.
         assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
-    # The alarm topic stays unencrypted: CloudWatch cannot publish under the AWS-managed SNS key.
-    assert "KmsMasterKeyId" not in cfn["Resources"]["AlarmTopic"]["Properties"]
+    # The stack's key encrypts the secret, the alarm topic and every log group, and lets CloudWatch
+    # publish to the topic (the AWS-managed SNS key cannot grant it that).
+    key = cfn["Resources"]["DataKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    assert cfn["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    assert cfn["Resources"]["TokenSecret"]["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
+    for name, group in _resources(cfn, "AWS::Logs::LogGroup").items():
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}, name
+    grants = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
+    assert grants["CloudWatchAlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(grants["CloudWatchAlarmsPublish"]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert "aws:SourceAccount" in grants["CloudWatchAlarmsPublish"]["Condition"]["StringEquals"]
+    assert "kms:EncryptionContext:aws:logs:arn" in grants["LogGroups"]["Condition"]["ArnLike"]
 
 
 def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(
@@ -150,12 +161,36 @@ def test_bucket_blocks_public_access_and_insecure_transport() -> None:
     assert block == dict.fromkeys(
         ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
     )
-    (policy,) = _resources(cfn, "AWS::S3::BucketPolicy").values()
-    statement = policy["Properties"]["PolicyDocument"]["Statement"][0]
-    assert (statement["Effect"], statement["Condition"]) == (
-        "Deny",
-        {"Bool": {"aws:SecureTransport": "false"}},
+    policies = _resources(cfn, "AWS::S3::BucketPolicy")
+    assert {p["Properties"]["Bucket"]["Ref"] for p in policies.values()} == {"DataBucket", "AccessLogsBucket"}
+    for policy in policies.values():
+        statement = policy["Properties"]["PolicyDocument"]["Statement"][0]
+        assert (statement["Effect"], statement["Condition"]) == (
+            "Deny",
+            {"Bool": {"aws:SecureTransport": "false"}},
+        )
+
+
+def test_the_data_bucket_is_access_logged_to_a_private_bucket_that_expires_them() -> None:
+    cfn = load_template()
+    logging = cfn["Resources"]["DataBucket"]["Properties"]["LoggingConfiguration"]
+    assert logging["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+    logs = cfn["Resources"]["AccessLogsBucket"]["Properties"]
+    assert logs["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
     )
+    # S3 delivers access logs only to a bucket under SSE-S3; the logs expire as the parameter says.
+    encryption = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ]
+    assert encryption == {"SSEAlgorithm": "AES256"}
+    (rule,) = logs["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == {"Ref": "AccessLogRetentionDays"}
+    # Only S3's log delivery writes there, only for this stack's data bucket, under its prefix.
+    statement = cfn["Resources"]["AccessLogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][1]
+    assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert statement["Resource"] == {"Fn::Sub": "${AccessLogsBucket.Arn}/" + logging["LogFilePrefix"] + "*"}
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": ["DataBucket", "Arn"]}
 
 
 @pytest.mark.parametrize(

@@ -170,7 +170,7 @@ def test_bucket_is_private_encrypted_versioned_tls_only_and_retained(template: d
     rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
-    (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
+    policy = resources(template, "AWS::S3::BucketPolicy")["DataBucketPolicy"]
     (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
