@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV     := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
+MERMAID := scripts/mermaid
 PY       := $(VENV)/bin/python
 SAM      := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
@@ -43,7 +44,12 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/checkov.txt
 	@touch $@
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## create the venvs (project, SAM CLI, checkov)
+# Mermaid's own parser, for the diagrams in README.md and docs/ (needs node 18+ and npm).
+$(MERMAID)/node_modules/.installed: $(MERMAID)/package-lock.json
+	npm ci --prefix $(MERMAID) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(MERMAID)/node_modules/.installed ## create the venvs (project, SAM CLI, checkov) and the diagram checker
 
 hooks: $(VENV)/.installed ## install the git hooks: ruff, ruff format and mypy before each commit (.pre-commit-config.yaml)
 	$(VENV)/bin/pre-commit install
@@ -60,7 +66,7 @@ send: $(VENV)/.installed ## post every sample to the running local stack and sho
 load: $(VENV)/.installed ## several thousand generated webhooks against the running local stack (make run)
 	$(PY) -m tools.load --chats $${CHATS:-400} --concurrency $${CONCURRENCY:-32}
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## lint, type-check, scan the template and run every test
+test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(MERMAID)/node_modules/.installed ## lint, type-check, scan the template and run every test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -68,6 +74,7 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## li
 	$(SAM_VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml examples/low-rating-alert/template.yaml
 	$(SAM) validate --lint --template-file template.yaml
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
+	node $(MERMAID)/check.mjs README.md docs/*.md
 	$(PY) -m pytest
 
 scan: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (each waiver is next to its resource, with its reason)
@@ -114,4 +121,4 @@ bench-moto: $(VENV)/.installed $(SAM_VENV)/.installed ## what each of moto's spe
 	$(PY) bench/speedups.py
 
 clean: ## remove venvs, build output and local state
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(MERMAID)/node_modules .aws-sam .local .pytest_cache .mypy_cache .ruff_cache .hypothesis
