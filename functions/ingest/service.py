@@ -31,6 +31,7 @@ from ingest.errors import (
     WebhookError,
     WebhookInvalidError,
 )
+from ingest.fields import apply_policy, needs_key, parse_policy
 from ingest.request import HttpRequest, decode_body, parse_json
 from shared.contract.models import Webhook, build_metadata, parse_webhook
 from shared.runtime.observability import MetricUnit, logger, metrics
@@ -45,6 +46,7 @@ from shared.storage.bucket import (
 )
 from shared.storage.bus import BusPublisher, BusUnavailableError
 from shared.storage.claim_check import check_in
+from shared.storage.privacy import keyed_hash
 
 # EventBridge's hard limit per entry (since 2026-01-29); what is above the claim-check threshold
 # but below this may still travel inline if S3 is down.
@@ -72,6 +74,7 @@ class IngestService:
         clock_ns: Callable[[], int] = time.time_ns,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         publisher: BusPublisher | None = None,
+        privacy_key: Callable[[], bytes] | None = None,
     ) -> None:
         self._settings = settings
         self._verifier = verifier
@@ -79,6 +82,9 @@ class IngestService:
         self._publisher = publisher or BusPublisher(events)
         self._clock_ns = clock_ns
         self._new_id = new_id
+        self._field_rules = parse_policy(settings.payload_field_policy)
+        # Read only when a rule hashes, on first use (the hash key's own secret).
+        self._privacy_key = privacy_key if needs_key(self._field_rules) else None
 
     def handle(self, request: HttpRequest, deadline: Deadline | None = None) -> Accepted:
         """Make one webhook durable, or raise the WebhookError that says why not (ingest.errors),
@@ -101,10 +107,29 @@ class IngestService:
             webhook = parse_webhook(document)
             self._check_bot(webhook)
             metadata = build_metadata(webhook, raw, received_ns=received_ns, delivery_id=delivery_id)
-            return self._make_durable(document, metadata, raw, received_ns, deadline)
+            # The operator's field policy, before anything is kept: the bus, the claim check, a spill.
+            kept = self._keep_less(document) or raw
+            return self._make_durable(document, metadata, kept, received_ns, deadline)
         except WebhookError as exc:
             self._reject(exc, request, received_ns, delivery_id, raw, deadline)
             raise
+
+    def _keep_less(self, document: Any) -> bytes | None:
+        """Apply the field policy to the parsed body in place; its new bytes if it changed."""
+        if not self._field_rules or not isinstance(document, dict):
+            return None
+        hasher: Callable[[str], str] | None = None
+        if self._privacy_key is not None:
+            try:
+                key = self._privacy_key()
+                hasher = lambda value: keyed_hash(key, "field", value)  # noqa: E731
+            except (BotoCoreError, ClientError, ValueError) as exc:
+                # Never kept in clear against the operator's choice: the fields are dropped instead.
+                logger.warning("privacy key unavailable; hashed fields dropped", error=type(exc).__name__)
+                metrics.add_metric(name="PrivacyKeyUnavailable", unit=MetricUnit.Count, value=1)
+        if not apply_policy(self._field_rules, document, hasher):
+            return None
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def _authenticate(self, request: HttpRequest, deadline: Deadline) -> None:
         try:
@@ -166,7 +191,7 @@ class IngestService:
     def _claim_check(
         self, metadata: dict[str, Any], raw: bytes, received_ns: int, inline: bytes, deadline: Deadline
     ) -> tuple[bytes, bool]:
-        key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata["deliveryId"])
+        key = object_key(CLAIM_CHECK_PREFIX, received_ns, metadata["deliveryId"], metadata["chatId"])
         try:
             ref = retry_within(
                 lambda: check_in(self._s3, self._settings.bucket_name, key, raw),
@@ -227,7 +252,7 @@ class IngestService:
         """Keep the entry for a redrive. Spill objects never expire but claim checks do, so a
         claim-checked body travels in the spill object too (base64: the exact bytes) and redrive
         can put it back if it expired before the bus came back."""
-        key = object_key(SPILL_PREFIX, received_ns, metadata["deliveryId"])
+        key = object_key(SPILL_PREFIX, received_ns, metadata["deliveryId"], metadata["chatId"])
         spilled: dict[str, Any] = {"entry": entry, "deliveryId": metadata["deliveryId"]}
         if body is not None:
             spilled[SPILLED_BODY_FIELD] = base64.b64encode(body).decode("ascii")
@@ -278,12 +303,25 @@ class IngestService:
         if isinstance(error, KEPT_IN_QUARANTINE):
             # Authenticated but unusable: keep the bytes so a schema question can be settled later.
             body = raw if raw is not None else _request_bytes(request)
+            chat_id = None
             if body is not None:
-                self._quarantine(body, delivery_id, received_ns, error.code, request, deadline)
+                body, chat_id = self._quarantined_form(body)
+                self._quarantine(body, chat_id, delivery_id, received_ns, error.code, request, deadline)
+
+    def _quarantined_form(self, body: bytes) -> tuple[bytes, str | None]:
+        """The bytes quarantine keeps, and the chat they name: a body that parses as JSON has the
+        field policy applied (only bytes that do not parse are kept exactly as they came)."""
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return body, None
+        chat_id = chat_id_hint(document)
+        return (self._keep_less(document) or body), chat_id
 
     def _quarantine(
         self,
         raw: bytes,
+        chat_id: str | None,
         delivery_id: str,
         received_ns: int,
         reason: str,
@@ -295,7 +333,7 @@ class IngestService:
             retry_within(
                 lambda: self._s3.put_object(
                     Bucket=self._settings.bucket_name,
-                    Key=object_key(QUARANTINE_PREFIX, received_ns, delivery_id, suffix=".bin"),
+                    Key=object_key(QUARANTINE_PREFIX, received_ns, delivery_id, chat_id, suffix=".bin"),
                     Body=raw,
                     ContentType="application/octet-stream",
                     # Only what explains the bytes: never the path (it may hold the token) or
@@ -313,6 +351,32 @@ class IngestService:
             logger.error("quarantine failed", delivery_id=delivery_id, error=type(exc).__name__)
             return
         metrics.add_metric(name="WebhooksQuarantined", unit=MetricUnit.Count, value=1)
+
+
+# Where a body that did not validate may name its chat: message, scenario-run and close topics in
+# data.chatId, chat.update in chat.id, the other chat topics in data.id (shared.contract.models).
+_CHAT_ID_PATHS = {"chat.update": ("chat", "id")}
+_DATA_ID_TOPICS = frozenset({"chat.create", "chat.data.update", "chat.user.update", "chat.status.change"})
+
+
+def chat_id_hint(document: Any) -> str | None:
+    """The chat id a JSON body names where its topic keeps it, or None: for filing a quarantined
+    body under its chat (shared.storage.bucket.chat_prefix), without trusting anything else in it."""
+    if not isinstance(document, dict):
+        return None
+    data = document.get("data")
+    topic = document.get("topic")
+    if isinstance(data, dict) and isinstance(data.get("chatId"), str):
+        value: Any = data["chatId"]
+    elif topic in _CHAT_ID_PATHS:
+        first, second = _CHAT_ID_PATHS[topic]
+        node = document.get(first)
+        value = node.get(second) if isinstance(node, dict) else None
+    elif topic in _DATA_ID_TOPICS and isinstance(data, dict):
+        value = data.get("id")
+    else:
+        value = None
+    return value if isinstance(value, str) and value else None
 
 
 def _ascii(value: str, limit: int = 200) -> str:

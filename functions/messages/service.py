@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.contract.envelope import BusDetail
 from shared.contract.models import MessageWebhook
-from shared.runtime.consumer import webhook_of
+from shared.runtime.consumer import dropped_as_erased, webhook_of
 from shared.runtime.observability import MetricUnit, logger, metrics
 from shared.storage.store import Store
 
@@ -12,6 +12,8 @@ from shared.storage.store import Store
 def store_message(detail: BusDetail, store: Store) -> bool:
     """Store the message once. True if this delivery wrote it, False for a duplicate."""
     metadata = detail.metadata
+    if dropped_as_erased(detail, store):
+        return False
     webhook = webhook_of(detail, store)
     if not isinstance(webhook, MessageWebhook):
         logger.warning("not a message topic", topic=metadata.topic, delivery_id=metadata.deliveryId)

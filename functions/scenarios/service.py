@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.contract.envelope import BusDetail
 from shared.contract.models import ChatScenarioRun
-from shared.runtime.consumer import webhook_of
+from shared.runtime.consumer import dropped_as_erased, webhook_of
 from shared.runtime.observability import MetricUnit, logger, metrics
 from shared.storage.store import Store
 
@@ -12,6 +12,8 @@ from shared.storage.store import Store
 def store_scenario_run(detail: BusDetail, store: Store) -> bool:
     """Store the run once: the same webhook delivered again is a no-op."""
     metadata = detail.metadata
+    if dropped_as_erased(detail, store):
+        return False
     webhook = webhook_of(detail, store)
     if not isinstance(webhook, ChatScenarioRun):
         logger.warning("not a scenario run", topic=metadata.topic, delivery_id=metadata.deliveryId)

@@ -12,6 +12,7 @@ from typing import Any
 from shared.contract.envelope import BusDetail
 from shared.contract.models import ChatClose
 from shared.contract.timestamps import ns_to_iso
+from shared.runtime.consumer import dropped_as_erased
 from shared.runtime.observability import MetricUnit, in_threads, logger, metrics
 from shared.storage.bucket import transcript_key
 from shared.storage.chat_state import ChatUpdate, version_of
@@ -24,12 +25,15 @@ FILL_WORKERS = 8
 
 def store_transcript(detail: BusDetail, store: Store) -> dict[str, Any]:
     metadata = detail.metadata
+    if dropped_as_erased(detail, store):
+        return {"transcriptKey": None, "messagesFilledIn": 0, "objectWritten": False, "erased": True}
     body = store.webhook(detail)
     webhook = ChatClose.model_validate(body)
     chat_id = webhook.chat_id
     closed_ns = webhook.sent_at_ns or int(metadata.occurredAtNs or 0)
     key = transcript_key(webhook.botId, chat_id, closed_ns)
     version = version_of(metadata, closed_ns)
+    store.record_object(chat_id, key)  # before the object: erase and export find it by the record
     written = store.bucket.put_transcript(key, body, version)
 
     # Completeness: every transcript message is stored under the messages consumer's key, once.

@@ -13,7 +13,9 @@ from pydantic import ConfigDict
 from shared.contract.envelope import BusDetail
 from shared.contract.models import Webhook, parse_webhook
 from shared.runtime.clients import LazyClient
+from shared.runtime.observability import MetricUnit, logger, metrics
 from shared.runtime.settings import ConsumerSettings
+from shared.storage.privacy import parse_secret
 from shared.storage.store import Store
 
 # Correlate every log line of one webhook across functions by its delivery id.
@@ -36,9 +38,30 @@ def webhook_of(detail: BusDetail, store: Store) -> Webhook:
     return parse_webhook(store.webhook(detail))
 
 
+def dropped_as_erased(detail: BusDetail, store: Store) -> bool:
+    """True, counted and logged (by delivery id only), when the event's chat was erased: the
+    consumer stores nothing for it, whether it is a late webhook, a redrive or a replay."""
+    chat_id = detail.metadata.chatId
+    if chat_id is None or not store.is_erased(chat_id):
+        return False
+    metrics.add_metric(name="ErasedChatEventsDropped", unit=MetricUnit.Count, value=1)
+    logger.info("event of an erased chat dropped", delivery_id=detail.metadata.deliveryId)
+    return True
+
+
 @cache
 def settings() -> ConsumerSettings:
     return ConsumerSettings.from_env()
+
+
+@cache
+def privacy_key() -> bytes:
+    """The privacy key, read from its secret once per sandbox, on the first event that needs it.
+    An error here fails the invocation, which Lambda retries: nothing is stored unchecked."""
+    secret_id = settings().privacy_key_secret_id
+    assert secret_id is not None  # store() passes this function only when it is set
+    client = boto3.client("secretsmanager", config=_AWS_CONFIG)
+    return parse_secret(client.get_secret_value(SecretId=secret_id)["SecretString"])
 
 
 @cache
@@ -51,10 +74,11 @@ def store() -> Store:
         table=settings().table_name,
         bucket=settings().bucket_name,
         retention_days=settings().item_retention_days,
+        privacy_key=privacy_key if settings().privacy_key_secret_id else None,
     )
 
 
 def forget_clients() -> None:
     """Drop the cached settings and clients (tests and the local stack change the environment)."""
-    for cached in (settings, store):
+    for cached in (settings, store, privacy_key):
         cached.cache_clear()

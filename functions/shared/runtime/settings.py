@@ -40,6 +40,10 @@ class IngestSettings(_FromEnv):
     claim_check_threshold_bytes: int = Field(
         alias="CLAIM_CHECK_THRESHOLD_BYTES", default=256 * 1024, gt=0, le=983_040
     )
+    # Payload fields to drop or hash before anything is kept (ingest.fields); empty keeps everything.
+    payload_field_policy: str = Field(alias="PAYLOAD_FIELD_POLICY", default="")
+    # The privacy key's secret, read only when the policy hashes a field.
+    privacy_key_secret_id: str | None = Field(alias="PRIVACY_KEY_SECRET_ID", default=None, min_length=1)
     # Empty: every bot is accepted.
     allowed_bot_ids: Annotated[frozenset[str], BeforeValidator(_csv)] = Field(
         alias="ALLOWED_BOT_IDS", default=frozenset()
@@ -49,5 +53,8 @@ class IngestSettings(_FromEnv):
 class ConsumerSettings(_FromEnv):
     table_name: str = Field(alias="TABLE_NAME", min_length=1)
     bucket_name: str = Field(alias="BUCKET_NAME", min_length=1)
+    # The privacy key's secret (tombstones, the user index: shared.storage.privacy). The template
+    # sets it for every consumer; without it neither is read nor written.
+    privacy_key_secret_id: str | None = Field(alias="PRIVACY_KEY_SECRET_ID", default=None, min_length=1)
     # Days an item is kept after its last write; 0 keeps items forever.
     item_retention_days: int = Field(alias="ITEM_RETENTION_DAYS", default=0, ge=0)

@@ -2,9 +2,11 @@
 template.yaml) and the reads and writes the consumers make in it (docs/data-model.md).
 
 - transcripts/  `bot=<botId>/dt=<close date>/<chatId>.json`: every close (transcripts function)
-- claim-check/  `dt=<received date>/<deliveryId>.json`: bodies too big for the bus (ingest)
-- spill/        `dt=<received date>/<deliveryId>.json`: events the bus did not take (ingest, redrive)
-- quarantine/   `dt=<received date>/<deliveryId>.bin`: authenticated bodies that failed validation
+- claim-check/  `chat=<chatId>/dt=<received date>/<deliveryId>.json`: bodies too big for the bus (ingest)
+- spill/        `chat=<chatId>/dt=<received date>/<deliveryId>.json`: events the bus did not take
+- quarantine/   `chat=<chatId>/dt=<received date>/<deliveryId>.bin`: authenticated bodies that failed
+                validation (`nochat/` instead of `chat=…/` when the body names no chat)
+Each is under its chat, so that erasing or exporting a chat lists its own prefix, never the bucket.
 - oversize/     `<hash of the item's key>/<attribute>-<hash>.json`: item parts over the inline limit
 """
 
@@ -40,9 +42,18 @@ CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict"
 MAX_TRANSCRIPT_ATTEMPTS = 4
 
 
-def object_key(prefix: str, received_ns: int, delivery_id: str, suffix: str = ".json") -> str:
-    """`<prefix>dt=<received date>/<delivery id><suffix>`: one object per delivery, listable by day."""
-    return f"{prefix}dt={ns_to_date(received_ns)}/{delivery_id}{suffix}"
+def object_key(
+    prefix: str, received_ns: int, delivery_id: str, chat_id: str | None, suffix: str = ".json"
+) -> str:
+    """`<prefix>chat=<chat id>/dt=<received date>/<delivery id><suffix>`: one object per delivery,
+    listable by chat (chat_prefix), then by day."""
+    return f"{chat_prefix(prefix, chat_id)}dt={ns_to_date(received_ns)}/{delivery_id}{suffix}"
+
+
+def chat_prefix(prefix: str, chat_id: str | None) -> str:
+    """Where a chat's objects of one kind are: `<prefix>chat=<chat id as a key part>/`, or
+    `<prefix>nochat/` for a body that names no chat."""
+    return f"{prefix}chat={key_part(chat_id)}/" if chat_id else f"{prefix}nochat/"
 
 
 # An id's part of an S3 key at most, percent-encoded: two of them and the rest of a transcript's key

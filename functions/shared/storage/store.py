@@ -5,6 +5,8 @@ Key design, per chat partition `CHAT#<chatId>`:
 - `MSG#id#<key>`                 one item per message id (`atNs` orders them); tables written
                                  before 2026-12-02 may also hold `MSG#<20-digit ns>#<key>` items
 - `RUN#<20-digit ns>#<hash>`     one item per scenario run
+- `OBJ#<s3 key>`                 where one of the chat's S3 objects is (shared.storage.privacy)
+and, keyed by a keyed hash: `ERASED#…` tombstones, `USER#…` the user index (shared.storage.privacy).
 GSI1 (`BOT#<botId>`, `<20-digit ns first seen>`) lists a bot's chats by start.
 
 Open-ended parts of a payload (message values, chat fields) are stored as JSON strings, so that
@@ -29,6 +31,7 @@ from shared.contract.timestamps import ns_to_iso
 from shared.storage.bucket import Bucket, oversize_key
 from shared.storage.chat_state import ChatState, ChatUpdate
 from shared.storage.claim_check import resolve_webhook
+from shared.storage.privacy import TOMBSTONE_SK, object_record_sk, tombstone_pk, user_pk
 
 # A JSON part above this goes to S3; an item then stays far below DynamoDB's 400 KB limit.
 INLINE_JSON_LIMIT = 96 * 1024
@@ -130,8 +133,12 @@ class Store:
         retention_days: int = 0,
         clock_s: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        privacy_key: Callable[[], bytes] | None = None,
     ) -> None:
         self._ddb = dynamodb
+        # The keyed hash's key, read on first use (shared.runtime.consumer): tombstones and the
+        # user index. Without one (tests of other things) neither is read nor written.
+        self._privacy_key = privacy_key
         # The consumers' one way to S3: claim-checked bodies, oversize parts, transcripts.
         self.bucket = Bucket(s3, bucket)
         self._table = table
@@ -174,6 +181,48 @@ class Store:
                 return WriteResult(written=False)
             raise
         return WriteResult(written=True)
+
+    # --- personal data: tombstones, object records, the user index ------------------------------
+
+    def is_erased(self, chat_id: str) -> bool:
+        """Whether the chat was erased (`tools erase`): its tombstone exists. One strongly
+        consistent read of a key-only item."""
+        if self._privacy_key is None:
+            return False
+        response = self._ddb.get_item(
+            TableName=self._table,
+            Key={"pk": _s(tombstone_pk(self._privacy_key(), chat_id)), "sk": _s(TOMBSTONE_SK)},
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in response
+
+    def record_object(self, chat_id: str, key: str) -> None:
+        """Record that `key` in the bucket holds this chat's data, before it is written: erase and
+        export find it without listing the bucket. Idempotent."""
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={
+                "pk": _s(chat_pk(chat_id)),
+                "sk": _s(object_record_sk(key)),
+                "entity": _s("object"),
+                "key": _s(key),
+                **self._ttl(),
+            },
+        )
+
+    def _index_users(self, chat_id: str, user_ids: frozenset[str], indexed: set[str]) -> set[str]:
+        """Write the user index entries this chat does not have yet; the chat's full set after."""
+        if self._privacy_key is None or not user_ids:
+            return indexed
+        key = self._privacy_key()
+        wanted = {user_pk(key, user_id) for user_id in user_ids}
+        for pk in sorted(wanted - indexed):
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={"pk": _s(pk), "sk": _s(chat_pk(chat_id)), "entity": _s("userChat"), **self._ttl()},
+            )
+        return indexed | wanted
 
     # --- messages ------------------------------------------------------------------------------
 
@@ -362,18 +411,26 @@ class Store:
             state = ChatState.from_json(item.get("state", {}).get("S"))
         return state, int(item["rev"]["N"]), item
 
-    def apply_chat_update(self, *, bot_id: str, chat_id: str, update: ChatUpdate) -> WriteResult:
-        """Merge one webhook into the chat item: read, merge, write if changed, retry on a race."""
+    def apply_chat_update(
+        self, *, bot_id: str, chat_id: str, update: ChatUpdate, user_ids: frozenset[str] = frozenset()
+    ) -> WriteResult:
+        """Merge one webhook into the chat item: read, merge, write if changed, retry on a race.
+        `user_ids` (the Ebbot user ids the webhook names) go into the user index, each once per
+        chat: the chat item lists the index entries it has (`userIndex`), for erase to remove."""
         for attempt in range(MAX_CHAT_WRITE_ATTEMPTS):
-            state, rev, _ = self.get_chat(chat_id)
-            if not state.merge(update):
+            state, rev, item = self.get_chat(chat_id)
+            indexed = set(item.get("userIndex", {}).get("SS", []))
+            index = self._index_users(chat_id, user_ids, indexed)
+            if not state.merge(update) and index == indexed:
                 return WriteResult(written=False)  # older or duplicate: nothing to do
-            if self._write_chat(bot_id, chat_id, state, rev):
+            if self._write_chat(bot_id, chat_id, state, rev, index):
                 return WriteResult(written=True)
             self._sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 (jitter, not crypto)
         raise ChatWriteConflictError(f"chat item kept changing after {MAX_CHAT_WRITE_ATTEMPTS} attempts")
 
-    def _write_chat(self, bot_id: str, chat_id: str, state: ChatState, rev: int | None) -> bool:
+    def _write_chat(
+        self, bot_id: str, chat_id: str, state: ChatState, rev: int | None, user_index: set[str]
+    ) -> bool:
         pk = chat_pk(chat_id)
         first, last = state.span_ns()
         item: dict[str, Any] = {
@@ -392,6 +449,7 @@ class Store:
             "lastActivityAt": _s(ns_to_iso(last)),
             "firstSeenAt": _s(ns_to_iso(first)),
             **self._projection(state),
+            **({"userIndex": {"SS": sorted(user_index)}} if user_index else {}),
             **self._ttl(),
         }
         state_json = state.to_json()
