@@ -44,7 +44,7 @@ def test_every_diagram_parses_with_mermaids_own_parser(tmp_path: Path) -> None:
 def _edges(diagram: str) -> list[tuple[str, str, str]]:
     """(source labels, edge label, target label) with `a & b` sources expanded, by node label."""
     labels = dict(re.findall(r"(\w+)[\[\(\{]+([^\]\)\}]+)[\]\)\}]+", diagram))
-    found = []
+    found: list[tuple[str, str, str]] = []
     for line in diagram.splitlines():
         match = re.match(r"\s*([\w &]+?)\s*-\.?->\s*(?:\|([^|]*)\|\s*)?(\w+)", line)
         if match:
