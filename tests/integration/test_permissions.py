@@ -93,6 +93,7 @@ class Resolver:
             "AWS::Events::EventBus": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{physical}",
             "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{physical.rsplit('/', 1)[-1]}",
             "AWS::SecretsManager::Secret": physical,
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{physical}",
         }[kind]
 
     def __call__(self, value: Any) -> Any:
