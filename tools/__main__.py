@@ -6,6 +6,9 @@
     ebbot-webhooks show         what the running local stack has stored
     ebbot-webhooks invoke       run one function with an event file, like `sam local invoke`
     ebbot-webhooks redrive      re-deliver spilled and dead-lettered events (local stack or AWS)
+    ebbot-webhooks erase        erase one chat everywhere it is kept, and keep it erased
+    ebbot-webhooks export       everything stored about one chat, as one JSON document
+    ebbot-webhooks find         the chats of an Ebbot user id
 
 `ebbot-webhooks COMMAND --help` says more, with an example. Exit codes: tools/cli.py.
 """
@@ -132,6 +135,23 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return redrive_main(args)
 
 
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from tools import privacy
+
+    command: int = {"erase": privacy.cmd_erase, "export": privacy.cmd_export, "find": privacy.cmd_find}[
+        args.command
+    ](args)
+    return command
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    """--local or --stack NAME (with --region): the targets of redrive, erase, export and find."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the running local stack")
+    where.add_argument("--stack", metavar="NAME", help="a deployed stack: its CloudFormation name")
+    parser.add_argument("--region", help="the deployed stack's region (default: your profile's)")
+
+
 def _command(commands: Any, name: str, summary: str, example: str, func: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
@@ -194,10 +214,7 @@ def parser() -> argparse.ArgumentParser:
         "ebbot-webhooks redrive --stack ebbot-webhooks-prod --region eu-north-1 --dry-run",
         cmd_redrive,
     )
-    where = redrive.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", action="store_true", help="the running local stack")
-    where.add_argument("--stack", metavar="NAME", help="a deployed stack: its CloudFormation name")
-    redrive.add_argument("--region", help="the deployed stack's region (default: your profile's)")
+    _where(redrive)
     redrive.add_argument("--dry-run", action="store_true", help="count what waits, deliver nothing")
     redrive.add_argument(
         "--wait",
@@ -207,6 +224,47 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="each queue's long poll on AWS, 1-20 (default 2): an empty queue is known empty after one",
     )
+    erase = _command(
+        commands,
+        "erase",
+        "erase one chat: every item and every S3 object version that holds its data, then a "
+        "tombstone so that nothing brings it back; prints a receipt of what was deleted, by kind",
+        "ebbot-webhooks erase --chat 1672531200.420.50c9b6c7 --stack ebbot-webhooks-prod --dry-run",
+        cmd_privacy,
+    )
+    erase.add_argument("--chat", required=True, metavar="ID", help="the chat id, as Ebbot sends it")
+    _where(erase)
+    erase.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    erase.add_argument(
+        "--settle",
+        type=float,
+        default=20,
+        metavar="SECONDS",
+        help="wait for invocations in flight before a second pass (default 20: the functions' timeout)",
+    )
+    erase.add_argument("--json", action="store_true", help="the receipt as JSON")
+    export = _command(
+        commands,
+        "export",
+        "print everything stored about one chat as one JSON document: its state, messages in order, "
+        "scenario runs and transcripts",
+        "ebbot-webhooks export --chat 1672531200.420.50c9b6c7 --local -o chat.json",
+        cmd_privacy,
+    )
+    export.add_argument("--chat", required=True, metavar="ID", help="the chat id, as Ebbot sends it")
+    _where(export)
+    export.add_argument("-o", "--output", metavar="FILE", help="write the document to FILE instead of stdout")
+    find = _command(
+        commands,
+        "find",
+        "list the chat ids of an Ebbot user id, from the user index (no scan); erased chats are left out",
+        "ebbot-webhooks find --user 42 --stack ebbot-webhooks-prod",
+        cmd_privacy,
+    )
+    find.add_argument(
+        "--user", required=True, metavar="VALUE", help="the Ebbot user id, as the webhooks carry it"
+    )
+    _where(find)
     return top
 
 

@@ -312,8 +312,8 @@ class IngestService:
         """The bytes quarantine keeps, and the chat they name: a body that parses as JSON has the
         field policy applied (only bytes that do not parse are kept exactly as they came)."""
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = parse_json(body)  # the same limits as any body (depth, numbers, encoding)
+        except WebhookInvalidError:
             return body, None
         chat_id = chat_id_hint(document)
         return (self._keep_less(document) or body), chat_id
@@ -366,6 +366,8 @@ def chat_id_hint(document: Any) -> str | None:
         return None
     data = document.get("data")
     topic = document.get("topic")
+    if not isinstance(topic, str):
+        return None
     if isinstance(data, dict) and isinstance(data.get("chatId"), str):
         value: Any = data["chatId"]
     elif topic in _CHAT_ID_PATHS:

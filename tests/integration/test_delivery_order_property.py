@@ -199,6 +199,7 @@ def test_fixed_conversation_in_order_matches_the_hand_written_result(world: Worl
         ("MSG", "button_click"),
         ("MSG", "rating"),
         ("MSG", "text"),
+        ("OBJ", None),  # where the transcript is (shared.storage.privacy), for erase and export
         ("RUN", "n"),
     ]
     (chat_item,) = [i for i in items if i["sk"] == "CHAT"]

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 from typing import Any
 
 import boto3
@@ -331,7 +332,8 @@ def test_bad_input_gets_its_documented_status_and_code_and_goes_to_quarantine_on
         assert objects == {}
     else:
         (key,) = objects
-        assert key == "quarantine/dt=2023-11-14/delivery-0001.bin"
+        # filed under the chat the body names where its topic keeps it, else under nochat/
+        assert re.fullmatch(r"quarantine/(nochat|chat=[^/]+)/dt=2023-11-14/delivery-0001\.bin", key), key
         head = stack.s3.head_object(Bucket=BUCKET, Key=key)
         assert head["Metadata"]["reason"] == code
         assert TOKEN.encode() not in objects[key]
@@ -386,7 +388,7 @@ def test_bot_allowlist(stack: IngestStack) -> None:
     response = post(service, json.dumps(other))
     assert (response.status, response.body["error"]["code"]) == (403, "bot_not_allowed")
     assert len(stack.captured()) == 1
-    assert list(stack.objects("quarantine/")) == ["quarantine/dt=2023-11-14/delivery-0002.bin"]
+    assert list(stack.objects("quarantine/")) == [f"quarantine/chat={CHAT}/dt=2023-11-14/delivery-0002.bin"]
 
 
 def test_a_large_transcript_is_claim_checked_and_resolves_byte_identical(stack: IngestStack) -> None:
@@ -406,7 +408,7 @@ def test_a_large_transcript_is_claim_checked_and_resolves_byte_identical(stack: 
     detail = BusDetail.model_validate(event["detail"])
     assert detail.webhook is None
     assert detail.webhookRef is not None
-    assert detail.webhookRef.key == "claim-check/dt=2023-11-14/delivery-0001.json"
+    assert detail.webhookRef.key == f"claim-check/chat={CHAT}/dt=2023-11-14/delivery-0001.json"
     assert stack.objects("claim-check/")[detail.webhookRef.key] == raw
     assert resolve_webhook(detail, stack.s3) == body
     assert len(json.dumps(event["detail"])) < 4096  # the bus carries metadata only

@@ -25,6 +25,8 @@ RECEIVED_NS = 1700000000123456789
 DEAD_ENDPOINT = "http://127.0.0.1:9"
 FAST_FAIL = Config(connect_timeout=0.5, read_timeout=0.5, retries={"mode": "standard", "max_attempts": 1})
 
+SAMPLE_CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"  # every sample's chat: objects are filed under their chat
+
 
 def entry_for(topic: str) -> dict[str, Any]:
     return {"Source": "ebbot.webhooks", "DetailType": topic, "Detail": ANY, "EventBusName": BUS}
@@ -147,7 +149,7 @@ def test_an_entry_that_stays_throttled_is_spilled_and_accepted(stack: IngestStac
         stub.assert_no_pending_responses()
     assert (response.status, response.body["status"]) == (202, "spilled")
     (key,) = stack.objects("spill/")
-    assert key == "spill/dt=2023-11-14/delivery-0001.json"
+    assert key == f"spill/chat={SAMPLE_CHAT}/dt=2023-11-14/delivery-0001.json"
     spilled = json.loads(stack.objects("spill/")[key])
     assert spilled["entry"]["DetailType"] == "chat.user.message"
     assert json.loads(spilled["entry"]["Detail"])["webhook"] == load_sample("chat.user.message")
@@ -211,14 +213,14 @@ def test_whole_call_failure_is_spilled(stack: IngestStack, code: str, status: in
         stub.add_client_error("put_events", code, http_status_code=status)
         response = post(build(stack, events))
     assert (response.status, response.body["status"]) == (202, "spilled")
-    assert list(stack.objects("spill/")) == ["spill/dt=2023-11-14/delivery-0001.json"]
+    assert list(stack.objects("spill/")) == [f"spill/chat={SAMPLE_CHAT}/dt=2023-11-14/delivery-0001.json"]
 
 
 def test_bus_unreachable_is_spilled_and_accepted(stack: IngestStack) -> None:
     events = boto3.client("events", endpoint_url=DEAD_ENDPOINT, config=FAST_FAIL)
     response = post(build(stack, events))
     assert (response.status, response.body) == (202, {"deliveryId": "delivery-0001", "status": "spilled"})
-    assert list(stack.objects("spill/")) == ["spill/dt=2023-11-14/delivery-0001.json"]
+    assert list(stack.objects("spill/")) == [f"spill/chat={SAMPLE_CHAT}/dt=2023-11-14/delivery-0001.json"]
 
 
 def test_bus_and_s3_unreachable_is_503(stack: IngestStack) -> None:

@@ -221,11 +221,20 @@ def test_lifecycle_per_prefix(template: dict[str, Any]) -> None:
 
 
 def test_token_secret_is_generated_at_deploy_time(template: dict[str, Any]) -> None:
-    (secret,) = resources(template, "AWS::SecretsManager::Secret").values()
-    generate = secret["Properties"]["GenerateSecretString"]
+    secrets = resources(template, "AWS::SecretsManager::Secret")
+    assert set(secrets) == {"TokenSecret", "PrivacyKeySecret"}
+    generate = secrets["TokenSecret"]["Properties"]["GenerateSecretString"]
     assert generate["GenerateStringKey"] == "token"
     assert generate["PasswordLength"] >= 32
     assert generate["ExcludePunctuation"] is True  # the token travels in a URL path
+    # The privacy key: its own secret (the token secret's every key is read as a token), generated
+    # at deploy time, under the stack's key, long enough for shared.storage.privacy.
+    from shared.storage.privacy import MIN_KEY_CHARS, PRIVACY_SECRET_FIELD
+
+    privacy = secrets["PrivacyKeySecret"]["Properties"]
+    assert privacy["GenerateSecretString"]["GenerateStringKey"] == PRIVACY_SECRET_FIELD
+    assert privacy["GenerateSecretString"]["PasswordLength"] >= 2 * MIN_KEY_CHARS
+    assert privacy["KmsKeyId"] == {"Ref": "DataKey"}
 
 
 def test_every_function_logs_to_a_group_with_retention(template: dict[str, Any]) -> None:
