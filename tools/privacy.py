@@ -259,7 +259,7 @@ class Target:
 
     def find(self, user_value: str) -> list[str]:
         """The chat ids the user index lists for an Ebbot user id, erased chats left out."""
-        chats = []
+        chats: list[str] = []
         for page in self.dynamodb.get_paginator("query").paginate(
             TableName=self.table,
             KeyConditionExpression="pk = :pk",

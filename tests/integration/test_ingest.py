@@ -549,3 +549,65 @@ def test_a_secret_with_a_short_or_no_token_makes_every_request_503_and_alarms(
     assert stack.snapshot() == {"objects": {}, "events": []}
     metrics.flush_metrics()
     assert "AuthUnavailable" in metric_names(capsys.readouterr().out)  # AuthUnavailableAlarm
+
+
+# --- keep less: the operator's field policy (ingest.fields, docs/privacy.md) ----------------------
+
+PRIVACY_KEY_SECRET = "ebbot-webhooks-test-privacy"
+CLIENT_IP = "203.0.113.42"  # chat.data.update's data.clientIp in the sample
+
+
+def _with_privacy_key(stack: IngestStack, policy: str) -> IngestService:
+    from shared.storage.privacy import parse_secret
+
+    stack.secrets.create_secret(Name=PRIVACY_KEY_SECRET, SecretString=json.dumps({"key": "k" * 48}))
+    service = make_service(stack, payload_field_policy=policy, privacy_key_secret_id=PRIVACY_KEY_SECRET)
+    service._privacy_key = lambda: parse_secret(  # as ingest.app builds it: the secret, read on first use
+        stack.secrets.get_secret_value(SecretId=PRIVACY_KEY_SECRET)["SecretString"]
+    )
+    return service
+
+
+def test_a_dropped_field_reaches_neither_the_bus_nor_the_bucket(stack: IngestStack) -> None:
+    service = make_service(stack, payload_field_policy="drop:chat.data.update:data.clientIp")
+    big = load_sample("chat.data.update")
+    big["data"]["notes"] = "x" * 300_000  # over the claim-check threshold: the body goes to S3
+    for body in (load_sample("chat.data.update"), big):
+        assert post(service, json.dumps(body)).status == 202
+    snapshot = stack.snapshot()
+    assert len(snapshot["events"]) == 2
+    assert any("webhookRef" in e["detail"] and e["detail"]["webhookRef"] for e in snapshot["events"])
+    assert CLIENT_IP not in json.dumps(snapshot["events"])
+    assert snapshot["objects"]  # the claim check
+    assert all(CLIENT_IP.encode() not in body for body in snapshot["objects"].values())
+    # ... and the rest of the body is as sent
+    (inline,) = [e for e in snapshot["events"] if e["detail"].get("webhook")]
+    assert inline["detail"]["webhook"]["data"]["os"] == load_sample("chat.data.update")["data"]["os"]
+
+
+def test_a_hashed_field_is_the_same_keyed_hash_every_time_and_never_the_value(stack: IngestStack) -> None:
+    service = _with_privacy_key(stack, "hash:*:data.clientIp")
+    for _ in range(2):
+        assert post(service, sample_bytes("chat.data.update")).status == 202
+    first, second = (e["detail"]["webhook"]["data"]["clientIp"] for e in stack.captured())
+    assert first == second
+    assert first.startswith("hmac:")
+    assert CLIENT_IP not in first
+
+
+def test_a_quarantined_body_is_kept_without_the_dropped_field(stack: IngestStack) -> None:
+    service = make_service(stack, payload_field_policy="drop:chat.data.update:data.clientIp")
+    body = load_sample("chat.data.update")
+    body["timestamp"] = "not a timestamp"
+    assert post(service, json.dumps(body)).status == 400
+    (key,) = stack.objects("quarantine/")
+    assert key.startswith(f"quarantine/chat={CHAT}/")  # filed under the chat it names
+    assert CLIENT_IP.encode() not in stack.objects("quarantine/")[key]
+
+
+def test_without_its_key_a_hashed_field_is_dropped_not_kept(stack: IngestStack) -> None:
+    service = make_service(stack, payload_field_policy="hash:chat.data.update:data.clientIp")
+    service._privacy_key = lambda: (_ for _ in ()).throw(ValueError("no key"))  # the secret unreadable
+    assert post(service, sample_bytes("chat.data.update")).status == 202
+    (event,) = stack.captured()
+    assert "clientIp" not in event["detail"]["webhook"]["data"]

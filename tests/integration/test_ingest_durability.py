@@ -25,7 +25,8 @@ RECEIVED_NS = 1700000000123456789
 DEAD_ENDPOINT = "http://127.0.0.1:9"
 FAST_FAIL = Config(connect_timeout=0.5, read_timeout=0.5, retries={"mode": "standard", "max_attempts": 1})
 
-SAMPLE_CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"  # every sample's chat: objects are filed under their chat
+# Every sample's chat: a spilled event is filed under its chat (shared.storage.bucket.chat_prefix).
+SAMPLE_CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"
 
 
 def entry_for(topic: str) -> dict[str, Any]:
