@@ -79,16 +79,28 @@ def test_botocore_treats_an_empty_endpoint_variable_as_unset(monkeypatch: pytest
     assert boto3.client("events", region_name="eu-north-1").meta.endpoint_url == "http://127.0.0.1:4566"
 
 
+def _longest(value: Any) -> int:
+    """The most bytes a variable's value can resolve to: a parameter's own bound where it has one
+    (a Number's digits, MaxLength, the longest AllowedValue), else LONGEST_RESOLVED_VALUE."""
+    if isinstance(value, str):
+        return len(value.encode())
+    parameter = load_template()["Parameters"].get(value.get("Ref", "")) if isinstance(value, dict) else None
+    if parameter is None:
+        return LONGEST_RESOLVED_VALUE
+    if "AllowedValues" in parameter:
+        return max(len(str(v)) for v in parameter["AllowedValues"])
+    if parameter["Type"] == "Number":
+        return 20
+    return int(parameter.get("MaxLength", LONGEST_RESOLVED_VALUE))
+
+
 def test_every_declared_variable_is_one_lambda_accepts(translated_template: dict[str, Any]) -> None:
     for name, function in lambda_functions(translated_template).items():
         variables = function["Properties"]["Environment"]["Variables"]
         for key in variables:
             assert LAMBDA_KEY.fullmatch(key), (name, key)
             assert key not in LAMBDA_RESERVED, (name, key)
-        size = sum(
-            len(key) + (len(value.encode()) if isinstance(value, str) else LONGEST_RESOLVED_VALUE)
-            for key, value in variables.items()
-        )
+        size = sum(len(key) + _longest(value) for key, value in variables.items())
         assert size <= LAMBDA_ENVIRONMENT_BYTES, (name, size)
 
 
