@@ -311,6 +311,12 @@ def _create_skipped(clients: Any, deployment: Deployment, secret_values: dict[st
         )["ARN"]
         deployment.physical[name] = arn
         deployment.secrets[name] = value
+    # Outputs that name a resource created here: moto's CloudFormation left them out.
+    for key, output in deployment.template.get("Outputs", {}).items():
+        if key not in deployment.outputs and isinstance(
+            value := _resolve(output.get("Value"), deployment), str
+        ):
+            deployment.outputs[key] = value
 
 
 def _resolve(value: Any, deployment: Deployment) -> Any:

@@ -239,3 +239,31 @@ def test_a_template_error_and_a_broken_handler_are_clear_errors(tmp_path: Path) 
     assert result.returncode == 2
     assert "cannot import handler 'chats.nope.lambda_handler'" in result.stderr
     assert "ChatsFunction did not start" in result.stderr
+
+
+# Last in this module: it erases the samples' chat from the stack the tests above share.
+def test_find_export_and_erase_a_chat_through_the_command_line(posted: dict[str, Any]) -> None:
+    outputs = posted["outputs"]
+    user = "b1e3f5a7-2c4d-4e6f-8a0b-1c3d5e7f9a2b"  # chat.user.update's data.user.id
+    wait_for(lambda: [i for i in items(outputs) if i["sk"].startswith("OBJ#")])  # the transcript is in
+    found = _cli(posted, "find", "--user", user, "--local")
+    assert (found.returncode, found.stdout.split()) == (0, [CHAT]), found.stderr
+    exported = _cli(posted, "export", "--chat", CHAT, "--local")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert document["chat"]["state"]["user"]["first_name"] == "Identical"
+    assert len(document["transcripts"]) == 1
+    assert document["messages"]
+    erased = _cli(posted, "erase", "--chat", CHAT, "--local", "--settle", "1", "--json")
+    assert erased.returncode == 0, erased.stderr
+    receipt = json.loads(erased.stdout)
+    assert receipt["items"]["chat"] == 1
+    assert receipt["objectVersions"]["transcripts"] == 1
+    assert CHAT not in erased.stdout
+    assert not [i for i in items(outputs) if CHAT in json.dumps(i, default=str)]
+    assert _cli(posted, "find", "--user", user, "--local").stdout == ""
+    # a late webhook for the erased chat stores nothing
+    status, _ = post(outputs["WebhookUrl"], (ROOT / "events" / "webhooks" / "chat.create.json").read_bytes())
+    assert status == 202
+    time.sleep(3)
+    assert not [i for i in items(outputs) if CHAT in json.dumps(i, default=str)]

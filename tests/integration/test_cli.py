@@ -162,3 +162,27 @@ def test_the_installed_command_is_the_module() -> None:
     assert result.returncode == cli.USER_ERROR
     assert result.stderr.startswith("error: the local stack is not running")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["erase", "--chat", "c-1", "--local"],
+        ["export", "--chat", "c-1", "--local"],
+        ["find", "--user", "u-1", "--local"],
+    ],
+)
+def test_the_personal_data_commands_without_a_running_stack(
+    args: list[str], no_aws_setup: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == cli.USER_ERROR
+    line = _error_line(capsys)
+    assert "the local stack is not running" in line
+    assert "c-1" not in line  # nor does an error repeat the chat or user asked about
+
+
+@pytest.mark.parametrize("command", ["erase", "export", "find"])
+def test_the_personal_data_commands_need_a_target_and_an_id(command: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--local"])  # no --chat / --user
+    assert exited.value.code == 2
