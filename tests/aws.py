@@ -111,3 +111,11 @@ def table_items(ddb: Any, name: str = TABLE) -> list[dict[str, Any]]:
     for page in ddb.get_paginator("scan").paginate(TableName=name):
         items.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"])
     return sorted(items, key=lambda i: (i["pk"], i["sk"]))
+
+
+def versioned_bucket(name: str = BUCKET) -> Any:
+    """An S3 client and the data bucket, versioned as template.yaml's (moto)."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return s3

@@ -235,13 +235,8 @@ def parser() -> argparse.ArgumentParser:
     erase.add_argument("--chat", required=True, metavar="ID", help="the chat id, as Ebbot sends it")
     _where(erase)
     erase.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
-    erase.add_argument(
-        "--settle",
-        type=float,
-        default=20,
-        metavar="SECONDS",
-        help="wait for invocations in flight before a second pass (default 20: the functions' timeout)",
-    )
+    settle = "wait for invocations in flight before a second pass (default 20: the functions' timeout)"
+    erase.add_argument("--settle", type=float, default=20, metavar="SECONDS", help=settle)
     erase.add_argument("--json", action="store_true", help="the receipt as JSON")
     export = _command(
         commands,

@@ -56,18 +56,21 @@ def repo(tmp_path: Path) -> Path:
     return tree
 
 
-def test_the_format_hook_fails_a_commit_and_formats_the_file(repo: Path, tmp_path: Path) -> None:
-    (repo / "cramped.py").write_text("x=[1,2 ,3]\n")
-    subprocess.run(["git", "add", "cramped.py"], cwd=repo, check=True, timeout=60)
-    result = _pre_commit("run", "ruff-format", cwd=repo, home=tmp_path / "home")
+@pytest.mark.parametrize(
+    ("hook", "source", "says", "after"),
+    [
+        # a badly formatted file fails its commit and comes out formatted
+        ("ruff-format", "x=[1,2 ,3]\n", "files were modified by this hook", "x = [1, 2, 3]\n"),
+        # an unused import fails the lint hook, and the file is left as it was
+        ("ruff", "import os\n", "F401", "import os\n"),
+    ],
+)
+def test_a_hook_fails_a_commit_that_make_test_would_fail(
+    repo: Path, tmp_path: Path, hook: str, source: str, says: str, after: str
+) -> None:
+    (repo / "change.py").write_text(source)
+    subprocess.run(["git", "add", "change.py"], cwd=repo, check=True, timeout=60)
+    result = _pre_commit("run", hook, cwd=repo, home=tmp_path / "home")
     assert result.returncode == 1, result.stdout
-    assert "files were modified by this hook" in result.stdout
-    assert (repo / "cramped.py").read_text() == "x = [1, 2, 3]\n"
-
-
-def test_the_lint_hook_fails_a_commit_with_an_unused_import(repo: Path, tmp_path: Path) -> None:
-    (repo / "unused.py").write_text("import os\n")
-    subprocess.run(["git", "add", "unused.py"], cwd=repo, check=True, timeout=60)
-    result = _pre_commit("run", "ruff", cwd=repo, home=tmp_path / "home")
-    assert result.returncode == 1, result.stdout
-    assert "F401" in result.stdout
+    assert says in result.stdout
+    assert (repo / "change.py").read_text() == after

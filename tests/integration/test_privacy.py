@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -20,10 +19,11 @@ from messages.service import store_message
 from scenarios.service import store_scenario_run
 from shared.contract.envelope import BusDetail
 from shared.storage.bucket import CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX, SPILL_PREFIX, chat_prefix
+from shared.storage.chat_state import CHAT_STATE_TOPICS
 from shared.storage.privacy import tombstone_pk
 from shared.storage.store import Store
-from tests.aws import BUCKET, TABLE, create_table_from_template
-from tests.conftest import ROOT
+from tests.aws import BUCKET, TABLE, create_table_from_template, versioned_bucket
+from tests.conftest import ROOT, TOPICS
 from tools.privacy import Target
 from transcripts.service import store_transcript
 
@@ -31,23 +31,9 @@ KEY = b"privacy-key-for-tests-0123456789abcdef"
 CHAT = "1672531200.420.50c9b6c7-96b6-4794-b09f-3ac7ae27c598"  # every sample's chat
 OTHER = "1672531999.001.0a0b0c0d-0000-4000-8000-00000000beef"
 USER = "b1e3f5a7-2c4d-4e6f-8a0b-1c3d5e7f9a2b"  # chat.user.update's data.user.id, chat.update's too
-TOPICS = [
-    "chat.create",
-    "chat.update",
-    "chat.data.update",
-    "chat.user.update",
-    "chat.status.change",
-    "chat.user.message",
-    "chat.bot.message",
-    "chat.agent.message",
-    "chat.system.message",
-    "chat.message",
-    "chat.scenario.run",
-    "chat.close",
-]
 SERVICES = {
-    **dict.fromkeys(TOPICS[:5], apply_chat_event),
-    **dict.fromkeys(TOPICS[5:10], store_message),
+    **dict.fromkeys(CHAT_STATE_TOPICS, apply_chat_event),
+    **{topic: store_message for topic in TOPICS if topic.endswith(".message")},
     "chat.scenario.run": store_scenario_run,
     "chat.close": store_transcript,
 }
@@ -67,10 +53,7 @@ def texts(chat: str = CHAT) -> set[str]:
 
 class World:
     def __init__(self) -> None:
-        self.ddb = create_table_from_template()
-        self.s3 = boto3.client("s3")
-        self.s3.create_bucket(Bucket=BUCKET)
-        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self.ddb, self.s3 = create_table_from_template(), versioned_bucket()
         self.store = Store(self.ddb, self.s3, table=TABLE, bucket=BUCKET, privacy_key=lambda: KEY)
         self.target = Target(self.ddb, self.s3, TABLE, BUCKET, KEY, tombstone_days=400, sleep=lambda _: None)
 

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -18,7 +17,7 @@ from messages.service import store_message
 from shared.contract.envelope import BusDetail
 from shared.storage.bucket import MAX_TRANSCRIPT_ATTEMPTS, TranscriptWriteConflictError, transcript_key
 from shared.storage.store import Store
-from tests.aws import BUCKET, TABLE, create_table_from_template, table_items
+from tests.aws import BUCKET, TABLE, create_table_from_template, table_items, versioned_bucket
 from tests.conftest import ROOT
 from transcripts.service import store_transcript
 
@@ -42,9 +41,7 @@ def detail(topic: str) -> BusDetail:
 class Env:
     def __init__(self) -> None:
         self.ddb = create_table_from_template()
-        self.s3 = boto3.client("s3")
-        self.s3.create_bucket(Bucket=BUCKET)
-        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self.s3 = versioned_bucket()
         self.store = Store(
             self.ddb, self.s3, table=TABLE, bucket=BUCKET, clock_s=lambda: 0, sleep=lambda _: None
         )
