@@ -238,7 +238,16 @@ def main() -> int:
             )
             for name, dollars in sorted(lines.items(), key=lambda kv: -kv[1]):
                 print(f"  {name:<45} ${dollars:7.3f}")
-    print(f"\nplus ${PRICES['secrets_per_month']:.2f} a month for the token secret")
+    monthly = {
+        "the token and privacy-key secrets": 2 * PRICES["secrets_per_month"],
+        "the stack's KMS key": PRICES["kms_key_per_month"],
+        "the dashboard (beyond the account's free three)": PRICES["dashboard_per_month"],
+        "the WebhooksAccepted and RequestsThrottled metric filters' metrics": 2 * PRICES["custom_metric_per_month"],
+    }
+    results["per_month_whatever_the_volume"] = {k: round(v, 2) for k, v in monthly.items()}
+    print(f"\nplus ${sum(monthly.values()):.2f} a month whatever the volume:")
+    for name, dollars in monthly.items():
+        print(f"  {name:<68} ${dollars:5.2f}")
     latest = ROOT / "bench" / "results" / "latest.json"
     if latest.exists():
         report = json.loads(latest.read_text())
