@@ -242,7 +242,7 @@ def main() -> int:
         "the token and privacy-key secrets": 2 * PRICES["secrets_per_month"],
         "the stack's KMS key": PRICES["kms_key_per_month"],
         "the dashboard (beyond the account's free three)": PRICES["dashboard_per_month"],
-        "two metric filters' metrics (WebhooksAccepted, RequestsThrottled)": 2 * PRICES["custom_metric_per_month"],
+        "the two metric filters' metrics": 2 * PRICES["custom_metric_per_month"],
     }
     results["per_month_whatever_the_volume"] = {k: round(v, 2) for k, v in monthly.items()}
     print(f"\nplus ${sum(monthly.values()):.2f} a month whatever the volume:")
