@@ -116,6 +116,8 @@ def stored(outputs: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
     for page in ddb.get_paginator("scan").paginate(TableName=outputs["TableName"]):
         for raw in page["Items"]:
             item = {k: deserializer.deserialize(v) for k, v in raw.items()}
+            if not item["pk"].startswith("CHAT#"):  # the user index and tombstones are not chats
+                continue
             chat = chats.setdefault(item["pk"][5:], {"messages": 0, "lost": 0, "runs": 0, "status": "-"})
             kind = item["sk"].split("#", 1)[0]
             if kind == "CHAT":

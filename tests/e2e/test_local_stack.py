@@ -195,6 +195,9 @@ def test_send_and_show_against_the_running_stack(posted: dict[str, Any]) -> None
     (row,) = [line.split() for line in result.stdout.splitlines() if line.split()[:1] == [CHAT]]
     assert row[1] == "chat_closed"
     assert any(line.strip().endswith(f"{CHAT}.json") for line in result.stdout.splitlines())  # its transcript
+    # one row per chat: the user index's and tombstones' partitions are not chats
+    chats = {i["pk"] for i in items(posted["outputs"]) if i["pk"].startswith("CHAT#")}
+    assert f"{len(chats)} chat(s) in table" in result.stdout
 
 
 def test_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from tools import cli
 from tools.__main__ import main, parser
 from tools.template import ROOT
 
-COMMANDS = ["run", "demo", "send", "show", "invoke", "redrive"]
+COMMANDS = ["run", "demo", "send", "show", "invoke", "redrive", "erase", "export", "find"]
 
 
 @pytest.fixture
