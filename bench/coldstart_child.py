@@ -15,14 +15,26 @@ T0 = time.perf_counter()
 
 # What each function calls on its first invocation, in order, per service. The baselines create the
 # same clients: the functions make their S3 client only when an event needs S3 (shared/runtime/clients.py).
+PRIVACY_SECRET = {"SecretString": json.dumps({"key": "k" * 48})}
 CALLS: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {
     "ingest": {
         "secretsmanager": [("get_secret_value", {"SecretString": json.dumps({"token": "b" * 32})})],
         "events": [("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})],
     },
-    "chats": {"dynamodb": [("get_item", {}), ("put_item", {})]},
-    "messages": {"dynamodb": [("update_item", {})]},
-    "scenarios": {"dynamodb": [("put_item", {})]},
+    # A consumer's first event: the privacy key (read once per sandbox), the chat's tombstone
+    # (none), then its own writes (shared.runtime.consumer, docs/privacy.md).
+    "chats": {
+        "secretsmanager": [("get_secret_value", PRIVACY_SECRET)],
+        "dynamodb": [("get_item", {}), ("get_item", {}), ("put_item", {})],
+    },
+    "messages": {
+        "secretsmanager": [("get_secret_value", PRIVACY_SECRET)],
+        "dynamodb": [("get_item", {}), ("update_item", {})],
+    },
+    "scenarios": {
+        "secretsmanager": [("get_secret_value", PRIVACY_SECRET)],
+        "dynamodb": [("get_item", {}), ("put_item", {})],
+    },
 }
 EVENTS = {
     "ingest": "events/apigw/chat.user.message.json",
@@ -104,6 +116,7 @@ def main() -> None:
         BUCKET_NAME="bucket",
         TOKEN_SECRET_ID="secret",
         TABLE_NAME="table",
+        PRIVACY_KEY_SECRET_ID="privacy",
     )
     if name.startswith(("baseline-", "libraries-")):
         import boto3
@@ -116,17 +129,19 @@ def main() -> None:
         if name.endswith("-all"):
             services.append("s3")  # every client the function uses, S3 included (made on first use)
         clients = [boto3.client(s, region_name="us-east-1") for s in services]
-        ingest = services[0] == "secretsmanager"
-        stub = Stubber(clients[1] if ingest else clients[0])
+        ingest = "-ingest" in name
+        # The one stubbed call: the ingest's PutEvents, or a consumer's PutItem.
+        target = clients[services.index("events" if ingest else "dynamodb")]
+        stub = Stubber(target)
         operation = "put_events" if ingest else "put_item"
         stub.add_response(
             operation, {"FailedEntryCount": 0, "Entries": []} if operation == "put_events" else {}
         )
         with stub:
             if operation == "put_events":
-                clients[1].put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}])
+                target.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}])
             else:
-                clients[0].put_item(TableName="t", Item={"pk": {"S": "a"}})
+                target.put_item(TableName="t", Item={"pk": {"S": "a"}})
         done = time.perf_counter()
         print(json.dumps({"import_ms": (t_import - T0) * 1000, "first_ms": (done - t_import) * 1000}))
         return
