@@ -37,7 +37,7 @@ from shared.storage.bucket import (
 from shared.storage.privacy import (
     OBJECT_RECORD_PREFIX,
     TOMBSTONE_SK,
-    parse_secret,
+    load_privacy_key,
     tombstone_pk,
     user_pk,
 )
@@ -324,24 +324,15 @@ class Receipt:
 
 def target(args: argparse.Namespace) -> Target:
     """The local stack (--local) or a deployed one (--stack), as redrive finds them."""
-    if args.local:
-        from tools.running import aws_client, running_outputs
+    from tools.running import target_clients
 
-        outputs = running_outputs()
-        dynamodb, s3, secrets = (aws_client(outputs, s) for s in ("dynamodb", "s3", "secretsmanager"))
-    else:
-        import boto3
-
-        session = boto3.session.Session(region_name=args.region)
-        stack = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        dynamodb, s3, secrets = (session.client(s) for s in ("dynamodb", "s3", "secretsmanager"))
+    outputs, (dynamodb, s3, secrets) = target_clients(args, ("dynamodb", "s3", "secretsmanager"))
     for needed in ("PrivacyKeySecretArn", "TableName", "DataBucketName"):
         if needed not in outputs:
             raise CommandError(
                 f"the stack has no {needed} output: deploy this version of template.yaml first"
             )
-    key = parse_secret(secrets.get_secret_value(SecretId=outputs["PrivacyKeySecretArn"])["SecretString"])
+    key = load_privacy_key(secrets, outputs["PrivacyKeySecretArn"])
     return Target(
         dynamodb=dynamodb,
         s3=s3,

@@ -277,24 +277,17 @@ def redrive(
 
 def main(args: argparse.Namespace) -> int:
     """The `redrive` command: exit 0 when everything went, 1 when something was kept (tools/cli.py)."""
-    import boto3
 
     from tools.cli import DONE, NOT_ALL_DONE
+    from tools.running import state_dir, target_clients
 
     deliverer: Deliverer
     if args.local:
-        from tools.running import aws_client, running_outputs, state_dir
-
-        outputs = running_outputs()
-        routes = json.loads((state_dir() / "routes.json").read_text())
-        s3, sqs, events = aws_client(outputs, "s3"), aws_client(outputs, "sqs"), aws_client(outputs, "events")
-        deliverer = LocalDeliverer(routes)
+        outputs, (s3, sqs, events) = target_clients(args, ("s3", "sqs", "events"))
+        deliverer = LocalDeliverer(json.loads((state_dir() / "routes.json").read_text()))
     else:
-        session = boto3.session.Session(region_name=args.region)
-        stack = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        s3, sqs, events = session.client("s3"), session.client("sqs"), session.client("events")
-        deliverer = LambdaDeliverer(session.client("lambda"))
+        outputs, (s3, sqs, events, awslambda) = target_clients(args, ("s3", "sqs", "events", "lambda"))
+        deliverer = LambdaDeliverer(awslambda)
     report = redrive(
         s3=s3,
         sqs=sqs,

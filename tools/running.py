@@ -52,6 +52,20 @@ def aws_client(outputs: dict[str, Any], service: str) -> Any:
     )
 
 
+def target_clients(args: Any, services: tuple[str, ...]) -> tuple[dict[str, Any], list[Any]]:
+    """The outputs of the stack a command targets and a client per service: the running local stack
+    (`--local`), or a deployed one (`--stack NAME`, `--region`; the usual AWS profile)."""
+    if args.local:
+        outputs = running_outputs()
+        return outputs, [aws_client(outputs, service) for service in services]
+    import boto3
+
+    session = boto3.session.Session(region_name=args.region)
+    stack = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return outputs, [session.client(service) for service in services]
+
+
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(  # noqa: S310 (loopback URL)
         url, data=body, method="POST", headers={"content-type": "application/json", **(headers or {})}

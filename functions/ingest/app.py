@@ -34,7 +34,7 @@ from ingest.service import IngestService
 from shared.runtime.clients import LazyClient
 from shared.runtime.observability import logger, metrics, tracer
 from shared.runtime.settings import IngestSettings
-from shared.storage.privacy import parse_secret
+from shared.storage.privacy import load_privacy_key
 
 # botocore's client-side check of PutEvents' parameters walks every entry again, on every webhook
 # (docs/decisions.md, "Warm ingest: no second validation of what ingest builds itself"). Our
@@ -73,16 +73,12 @@ def service() -> IngestService:
         value: str = secrets.get_secret_value(SecretId=settings.token_secret_id)["SecretString"]
         return value
 
-    @cache
-    def privacy_key() -> bytes:
-        assert settings.privacy_key_secret_id is not None
-        secret = secrets.get_secret_value(SecretId=settings.privacy_key_secret_id)["SecretString"]
-        return parse_secret(secret)
-
+    privacy_secret = settings.privacy_key_secret_id
     return IngestService(
         settings,
         verifier=TokenVerifier(load_secret),
-        privacy_key=privacy_key if settings.privacy_key_secret_id else None,
+        # read on first use, only if a field rule hashes (ingest.fields)
+        privacy_key=cache(lambda: load_privacy_key(secrets, privacy_secret)) if privacy_secret else None,
         events=boto3.client("events", config=EVENTS_CONFIG),
         s3=LazyClient("s3", AWS_CONFIG),
     )

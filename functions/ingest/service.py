@@ -95,6 +95,7 @@ class IngestService:
         received_ns = self._clock_ns()
         delivery_id = self._new_id()
         raw: bytes | None = None
+        document: Any = None
         try:
             # 2. Size, then 3. parse and validate, then make it durable.
             raw = decode_body(
@@ -111,7 +112,7 @@ class IngestService:
             kept = self._keep_less(document) or raw
             return self._make_durable(document, metadata, kept, received_ns, deadline)
         except WebhookError as exc:
-            self._reject(exc, request, received_ns, delivery_id, raw, deadline)
+            self._reject(exc, request, received_ns, delivery_id, raw, document, deadline)
             raise
 
     def _keep_less(self, document: Any) -> bytes | None:
@@ -290,8 +291,10 @@ class IngestService:
         received_ns: int,
         delivery_id: str,
         raw: bytes | None,
+        document: Any,
         deadline: Deadline,
     ) -> None:
+        """`document`: the body as parsed, or None when it did not parse."""
         # The codes only: a field's path is built from the body's keys, which may be personal data.
         logger.info(
             "webhook rejected",
@@ -303,20 +306,13 @@ class IngestService:
         if isinstance(error, KEPT_IN_QUARANTINE):
             # Authenticated but unusable: keep the bytes so a schema question can be settled later.
             body = raw if raw is not None else _request_bytes(request)
-            chat_id = None
             if body is not None:
-                body, chat_id = self._quarantined_form(body)
-                self._quarantine(body, chat_id, delivery_id, received_ns, error.code, request, deadline)
-
-    def _quarantined_form(self, body: bytes) -> tuple[bytes, str | None]:
-        """The bytes quarantine keeps, and the chat they name: a body that parses as JSON has the
-        field policy applied (only bytes that do not parse are kept exactly as they came)."""
-        try:
-            document = parse_json(body)  # the same limits as any body (depth, numbers, encoding)
-        except WebhookInvalidError:
-            return body, None
-        chat_id = chat_id_hint(document)
-        return (self._keep_less(document) or body), chat_id
+                # A body that parsed has the field policy applied and is filed under the chat it
+                # names; bytes that did not parse are kept exactly as they came.
+                kept = (self._keep_less(document) or body) if document is not None else body
+                self._quarantine(
+                    kept, chat_id_hint(document), delivery_id, received_ns, error.code, request, deadline
+                )
 
     def _quarantine(
         self,

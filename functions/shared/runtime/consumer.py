@@ -15,7 +15,7 @@ from shared.contract.models import Webhook, parse_webhook
 from shared.runtime.clients import LazyClient
 from shared.runtime.observability import MetricUnit, logger, metrics
 from shared.runtime.settings import ConsumerSettings
-from shared.storage.privacy import parse_secret
+from shared.storage.privacy import load_privacy_key
 from shared.storage.store import Store
 
 # Correlate every log line of one webhook across functions by its delivery id.
@@ -60,8 +60,7 @@ def privacy_key() -> bytes:
     An error here fails the invocation, which Lambda retries: nothing is stored unchecked."""
     secret_id = settings().privacy_key_secret_id
     assert secret_id is not None  # store() passes this function only when it is set
-    client = boto3.client("secretsmanager", config=_AWS_CONFIG)
-    return parse_secret(client.get_secret_value(SecretId=secret_id)["SecretString"])
+    return load_privacy_key(boto3.client("secretsmanager", config=_AWS_CONFIG), secret_id)
 
 
 @cache

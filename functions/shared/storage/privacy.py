@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 TOMBSTONE_PREFIX = "ERASED#"
@@ -94,5 +94,6 @@ def parse_secret(secret_string: str) -> bytes:
     return value.encode()
 
 
-def hashes(key: bytes, values: Iterable[str]) -> set[str]:
-    return {user_pk(key, value) for value in values}
+def load_privacy_key(secretsmanager: Any, secret_id: str) -> bytes:
+    """The privacy key, read from its secret (the consumers, ingest when it hashes, the tools)."""
+    return parse_secret(secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"])
