@@ -162,7 +162,8 @@ class Target:
         versions = self.chat_versions(chat_id, items)  # before the items that name them go
         for item in items:
             receipt.items[_item_kind(item["sk"]["S"])] += 1
-        receipt.items["user index entries"] += len(index)
+        if index:  # a receipt lists only what there was
+            receipt.items["user index entries"] += len(index)
         for key, _, marker in versions:
             (receipt.delete_markers if marker else receipt.objects)[_object_kind(key)] += 1
         if dry_run:
